@@ -1,0 +1,143 @@
+"""The component contracts. Every plugin subclasses one of these.
+
+A component class declares, as class attributes:
+
+- ``name``: snake_case, unique within its kind (what a spec writes);
+- ``kind``: one of :data:`KINDS` (set by the base class);
+- ``summary``: one line for ``fusionkit plugins list``;
+- ``reference``: the paper and equation it implements;
+- ``Params``: a nested pydantic model with ``extra="forbid"``, defaults, bounds and descriptions.
+
+Tensors are float32, shape ``[B, C, H, W]``, values in [0, 1] unless said otherwise. Components never read files
+or specs: they get plain tensors and a validated ``Params`` instance.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from .errors import FusionkitError
+
+
+class Params(BaseModel):
+    """Base of every component's parameter model: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Component(ABC):
+    """What every component shares: identity, documentation and validated parameters."""
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    summary: ClassVar[str]
+    reference: ClassVar[str]
+    Params: ClassVar[type[Params]] = Params
+
+    def _init_params(self, params: Params | dict | None, overrides: dict) -> None:
+        if params is None:
+            params = self.Params(**overrides)
+        elif isinstance(params, dict):
+            params = self.Params(**{**params, **overrides})
+        elif overrides:
+            params = params.model_copy(update=overrides)
+        self.params = params
+
+
+class FocusMeasure(Component):
+    """Maps a stack of luma images to per-input decision maps.
+
+    ``__call__(images[N,1,H,W]) -> maps[N,1,H,W]`` with maps >= 0 summing to 1 per pixel (binary for hard
+    measures). ``N >= 2``; a measure that supports fewer cases must raise :class:`UnsupportedInput` saying so.
+    The maps are not differentiated through.
+    """
+
+    kind = "focus_measure"
+
+    def __init__(self, params: Params | dict | None = None, **overrides: Any):
+        self._init_params(params, overrides)
+
+    @abstractmethod
+    def __call__(self, images: Tensor) -> Tensor: ...
+
+
+class Resampler(Component):
+    """Integer-factor resampling. ``down`` is differentiable (it sits inside the loss); ``up`` makes inputs and
+    baselines. Both keep batch and channel dimensions: ``down([B,C,sH,sW], s) -> [B,C,H,W]`` and
+    ``up([B,C,H,W], s) -> [B,C,sH,sW]``."""
+
+    kind = "resampler"
+
+    def __init__(self, params: Params | dict | None = None, **overrides: Any):
+        self._init_params(params, overrides)
+
+    @abstractmethod
+    def down(self, x: Tensor, factor: int) -> Tensor: ...
+
+    @abstractmethod
+    def up(self, x: Tensor, factor: int) -> Tensor: ...
+
+
+class Generator(Component, nn.Module):
+    """An image generator ``G(z)``: ``forward(z[1,in_channels,H,W]) -> [1,out_channels,H,W]`` in [0, 1].
+
+    Output spatial size equals input size for any H, W (a generator pads and crops inside if it must).
+    """
+
+    kind = "generator"
+
+    def __init__(self, in_channels: int, out_channels: int, params: Params | dict | None = None,
+                 **overrides: Any):
+        nn.Module.__init__(self)
+        self._init_params(params, overrides)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+
+
+@dataclass
+class LossContext:
+    """Everything a loss may look at during one iteration.
+
+    ``output``: the generated image at x``scale`` resolution ``[1,C,sH,sW]``; ``output_low``: it downsampled by the
+    spec's downsampler ``[1,C,H,W]``; ``inputs``: the low-resolution stack ``[N,C,H,W]``; ``maps``: decision maps
+    ``[N,1,H,W]`` summing to 1 per pixel; ``luma_weights``: the RGB->Y weights to use when C == 3.
+    ``cache`` is a per-run dict where a loss may keep quantities that depend only on the inputs (computed once,
+    not every iteration).
+    """
+
+    output: Tensor
+    output_low: Tensor
+    inputs: Tensor
+    maps: Tensor
+    scale: int
+    cache: dict = field(default_factory=dict)
+
+
+class Loss(Component):
+    """``__call__(ctx: LossContext) -> scalar tensor`` (differentiable in ``ctx.output``)."""
+
+    kind = "loss"
+
+    def __init__(self, params: Params | dict | None = None, **overrides: Any):
+        self._init_params(params, overrides)
+
+    @abstractmethod
+    def __call__(self, ctx: LossContext) -> Tensor: ...
+
+
+class UnsupportedInput(FusionkitError):
+    """A component was given inputs it cannot handle (e.g. N > 2 for a pairwise-only measure)."""
+
+
+#: Every component kind: the base class each plugin subclasses and the hook that registers it.
+KINDS: dict[str, type[Component]] = {
+    "focus_measure": FocusMeasure,
+    "generator": Generator,
+    "resampler": Resampler,
+    "loss": Loss,
+}
+

@@ -1,0 +1,46 @@
+"""pluggy hook specifications: one hook per component kind, each given a ``register`` callable.
+
+A plugin module implements any subset, e.g.::
+
+    from fusionkit.registry import hookimpl
+
+    @hookimpl
+    def register_focus_measures(register):
+        register(MyMeasure)
+"""
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "fusionkit"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_focus_measures(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.FocusMeasure` subclass this plugin provides."""
+
+
+@hookspec
+def register_generators(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.Generator` subclass."""
+
+
+@hookspec
+def register_resamplers(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.Resampler` subclass."""
+
+
+@hookspec
+def register_losses(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.Loss` subclass."""
+
+
+#: kind -> name of the hook that registers it
+HOOK_FOR_KIND = {
+    "focus_measure": "register_focus_measures",
+    "generator": "register_generators",
+    "resampler": "register_resamplers",
+    "loss": "register_losses",
+}

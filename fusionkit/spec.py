@@ -1,0 +1,97 @@
+"""The pipeline spec: a pydantic model of the YAML a user writes.
+
+Validation has two phases: (1) structure, against the models below; (2) each component reference is resolved
+in the registry and its ``params`` validated against that component's own ``Params`` model. The *resolved* spec
+(every default filled in, every component's params complete) is what runs and what gets recorded.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentRef(_Strict):
+    """A component chosen by name, with its parameters (validated in phase 2 against the component's Params)."""
+
+    name: str = Field(description="registered component name, see `fusionkit plugins list`")
+    params: dict[str, Any] = Field(default_factory=dict, description="the component's parameters")
+
+
+class LossTerm(ComponentRef):
+    """One weighted term of the fusion loss ``L = sum_k weight_k * loss_k``."""
+
+    weight: float = Field(1.0, ge=0.0, description="weight of this term in the total loss")
+
+
+class GeneratorSpec(ComponentRef):
+    """The generator G(z) optimised per stack, and its fixed input z."""
+
+    name: str = "skipnet"
+    input: Literal["mean_upsampled", "noise"] = Field(
+        "mean_upsampled", description="fixed input z: mean of the upsampled inputs, or uniform noise")
+    noise_channels: int = Field(32, ge=1, le=256, description="channels of z when input is noise")
+    noise_scale: float = Field(0.1, gt=0.0, description="z = noise_scale * U(0, 1) when input is noise")
+    input_jitter: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to z every iteration (DIP's reg_noise_std)")
+    residual: bool = Field(False, description="output = upsampled composite + (G(z) - 0.5): G learns only the correction")
+
+
+class OptimizerSpec(_Strict):
+    name: Literal["adam"] = "adam"
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate")
+
+
+class DecisionEmbeddingSpec(_Strict):
+    """Algorithm 2: a generator fitted to the focus measure's maps (Eq. 20), then binarised at 0.5."""
+
+    enabled: bool = True
+    iterations: int = Field(500, ge=1, le=100_000)
+    generator: ComponentRef = Field(default_factory=lambda: ComponentRef(
+        name="skipnet", params={"channels": [8, 16, 32, 64, 128], "skip": [0, 0, 0, 4, 4], "kernel": 5}))
+    input: Literal["noise", "mean"] = Field("noise", description="fixed input: uniform noise (released code) or the mean of the inputs")
+    loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="decision"))
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+
+
+class OutputSpec(_Strict):
+    dir: str = Field("runs/{name}", description="run folder; {name} is the spec name. Never silently overwritten: "
+                                               "an existing folder gets a numbered sibling")
+    format: Literal["png", "tiff"] = "png"
+    bit_depth: Literal["auto", 8, 16] = Field("auto", description="auto = as the inputs were")
+    save_maps: bool = True
+    save_inputs_upsampled: bool = False
+
+
+class PipelineSpec(_Strict):
+    """A complete fusion pipeline. See docs/spec.md for every field."""
+
+    name: str = Field("fusion", pattern=r"^[A-Za-z0-9_.\-]+$")
+    inputs: list[str] = Field(default_factory=list, description="image paths (2 or more), relative to the spec file")
+    scale: int = Field(2, ge=1, le=8, description="super-resolution factor s (1 = fusion only)")
+    colour: Literal["ycbcr", "rgb"] = Field(
+        "ycbcr", description="ycbcr: fuse BT.601 luma, compose chroma from the decision maps; rgb: fuse all channels")
+    method: Literal["dfp", "composite"] = Field(
+        "dfp", description="dfp: optimise a generator (Algorithm 1); composite: sum_i m_i x_i at low resolution, "
+                           "then the upsampler (the classical two-step baseline)")
+    focus_measure: ComponentRef = Field(default_factory=lambda: ComponentRef(name="double_reblur"))
+    decision_embedding: DecisionEmbeddingSpec = Field(default_factory=DecisionEmbeddingSpec)
+    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    downsampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="lanczos2"),
+                                      description="differentiable resampler inside the loss")
+    upsampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="bicubic"),
+                                    description="resampler for the generator input, chroma and the composite method")
+    losses: list[LossTerm] = Field(default_factory=lambda: [
+        LossTerm(name="content", weight=1.0),
+        LossTerm(name="joint_gradient", weight=0.5),
+        LossTerm(name="gradient_limit", weight=0.1),
+    ])
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    iterations: int = Field(1000, ge=0, le=1_000_000)
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = Field(True, description="torch.use_deterministic_algorithms (slower on GPU)")
+    output: OutputSpec = Field(default_factory=OutputSpec)
