@@ -1,0 +1,20 @@
+"""fusionkit's built-in focus measures (import name ``fusionkit_plugins.focus_measures``), registered through the
+``fusionkit`` entry-point group.
+
+- ``double_reblur``: Deep Fusion Prior's DoubleReblur (Eqs. 11-19), two inputs, binary maps;
+- ``max_gradient``: UDPNet's maximal-gradient rule (Eq. 3), any number of inputs, binary maps.
+"""
+from __future__ import annotations
+
+from fusionkit.registry import hookimpl
+
+from .double_reblur import DoubleReblur
+from .max_gradient import MaxGradient
+
+__all__ = ["DoubleReblur", "MaxGradient", "register_focus_measures"]
+
+
+@hookimpl
+def register_focus_measures(register):
+    for cls in (DoubleReblur, MaxGradient):
+        register(cls)
