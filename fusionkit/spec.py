@@ -37,7 +37,7 @@ class GeneratorSpec(ComponentRef):
     noise_channels: int = Field(32, ge=1, le=256, description="channels of z when input is noise")
     noise_scale: float = Field(0.1, gt=0.0, description="z = noise_scale * U(0, 1) when input is noise")
     input_jitter: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to z every iteration (DIP's reg_noise_std)")
-    residual: bool = Field(False, description="output = upsampled composite + (G(z) - 0.5): G learns only the correction")
+    residual: bool = Field(False, description="output = upsampled composite + G(z) - G_0(z) (G_0: the untrained network): the optimisation starts at the two-step result and G learns only the correction")
 
 
 class OptimizerSpec(_Strict):
@@ -63,7 +63,6 @@ class OutputSpec(_Strict):
     format: Literal["png", "tiff"] = "png"
     bit_depth: Literal["auto", 8, 16] = Field("auto", description="auto = as the inputs were")
     save_maps: bool = True
-    save_inputs_upsampled: bool = False
 
 
 class PipelineSpec(_Strict):

@@ -56,7 +56,6 @@ NOTES: dict[tuple[type[BaseModel], str], str] = {
     (OptimizerSpec, "name"): "the optimiser",
     (OutputSpec, "format"): "file format of the fused image",
     (OutputSpec, "save_maps"): "write the decision maps to `maps/`",
-    (OutputSpec, "save_inputs_upsampled"): "also write the inputs upsampled by `upsampler`",
 }
 
 

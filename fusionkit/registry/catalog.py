@@ -95,5 +95,6 @@ class Catalog:
         guess = self.suggest(kind, name)
         installed = ", ".join(self.names(kind)) or "none"
         lead = f"did you mean {guess!r}? " if guess else ""
-        return (f"{lead}Installed {kind.replace('_', ' ')}s: {installed}. "
+        plural = kind.replace("_", " ") + ("es" if kind.endswith("s") else "s")   # "losses", not "losss"
+        return (f"{lead}Installed {plural}: {installed}. "
                 f"See `fusionkit plugins list`.")

@@ -31,8 +31,12 @@ def _norm(dist: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    """``Type: message`` on one line. pluggy's validation errors put the reason on later lines, so lines are
+    joined with "; " rather than dropped (and the result is capped at 400 characters)."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if len(text) > 400:
+        text = text[:399] + "…"
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def _check_component(cls: object, kind: str) -> str | None:
@@ -51,8 +55,17 @@ def _check_component(cls: object, kind: str) -> str | None:
     return None
 
 
+def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
+    """(distribution name, version) of an entry point; a dist-info without METADATA has neither."""
+    try:  # newer Pythons warn, and may raise, on metadata with no Name/Version
+        name, version = ep.dist.name, ep.dist.version
+    except Exception:
+        name = version = None
+    return name or "unknown", version or "?"
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
-    return sorted(metadata.entry_points(group=GROUP), key=lambda ep: (ep.dist.name if ep.dist else "", ep.name))
+    return sorted(metadata.entry_points(group=GROUP), key=lambda ep: (_dist_of(ep)[0], ep.name))
 
 
 def build_catalog(
@@ -77,7 +90,9 @@ def build_catalog(
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     catalog = Catalog()
-    owners: dict[str, tuple[str, str]] = {}  # plugin name -> (dist, version)
+    # pluggy name -> (plugin, dist, version). Plugins are registered with pluggy as "dist:plugin": entry-point
+    # names are only unique within one distribution, and two distributions may well both call theirs "sharpness".
+    owners: dict[str, tuple[str, str, str]] = {}
 
     def fail(plugin: str, dist: str, cause: str) -> None:
         if strict:
@@ -86,21 +101,23 @@ def build_catalog(
         catalog.failures.append(LoadFailure(plugin, dist, cause))
 
     def add_plugin(obj: object, plugin: str, dist: str, version: str) -> None:
+        key = f"{dist}:{plugin}"
+        while key in owners or pm.has_plugin(key):
+            key += "+"
         try:
-            pm.register(obj, name=plugin)
+            pm.register(obj, name=key)
             pm.check_pending()
         except Exception as exc:  # bad hookimpl, misspelled hook name
-            if pm.is_registered(obj):
-                pm.unregister(obj)
+            if pm.get_plugin(key) is obj:  # never the earlier registration of an object offered twice
+                pm.unregister(name=key)
             fail(plugin, dist, _one_line(exc))
             return
-        owners[plugin] = (dist, version)
+        owners[key] = (plugin, dist, version)
         catalog.plugins.append((plugin, dist, version))
 
     eps = list(entry_points) if entry_points is not None else (_entry_points() if load_entry_points else [])
     for ep in eps:
-        dist = ep.dist.name if ep.dist else "unknown"
-        version = ep.dist.version if ep.dist else "?"
+        dist, version = _dist_of(ep)
         if allowed is not None and _norm(dist) != BUILTIN_DIST and _norm(dist) not in allowed:
             continue
         try:
@@ -114,8 +131,7 @@ def build_catalog(
 
     for kind, hook_name in hookspecs.HOOK_FOR_KIND.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            plugin = impl.plugin_name
-            dist, version = owners.get(plugin, ("unknown", "?"))
+            plugin, dist, version = owners.get(impl.plugin_name, (impl.plugin_name, "unknown", "?"))
             registered: list[type[Component]] = []
 
             def register(cls, _kind=kind, _registered=registered):

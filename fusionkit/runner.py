@@ -1,0 +1,179 @@
+"""The Python API: run a spec end to end and write a self-describing run folder.
+
+``fusionkit.run("spec.yaml")`` or ``fusionkit.run({...}, inputs=[a, b])`` returns a :class:`RunResult`.
+Run folder contents: ``fused.png|tif``, ``maps/map_NN.png`` (and the focus measure's own maps), ``loss.csv``,
+``loss.png``, ``spec.resolved.yaml`` and ``manifest.json`` (resolved spec, versions, seed, device, timings).
+"""
+from __future__ import annotations
+
+import csv
+import io as _io
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import __version__
+from .engine import FusionOutcome, ProgressCallback, ProgressEvent, fuse, resolve_device
+from .errors import RunError
+from .io import Stack, new_run_dir, write_bytes, read_stack, stack_from_arrays, write_image, write_json, write_text
+from .provenance import environment, utc_now
+from .registry import Catalog, default_catalog
+from .validation import ResolvedSpec, load_spec
+
+
+@dataclass
+class RunResult:
+    """The fused image (``[sH, sW, C]`` float32 in [0, 1]), where it was written, and what produced it."""
+
+    fused: np.ndarray
+    outcome: FusionOutcome
+    run_dir: Path | None
+    manifest: dict
+
+    @property
+    def output_path(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / self.manifest["outputs"]["fused"]
+
+
+def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] = (), *,
+        inputs: Sequence[np.ndarray] | None = None, progress: ProgressCallback | None = None,
+        catalog: Catalog | None = None, write: bool = True) -> RunResult:
+    """Validate ``spec`` (a YAML path, a dict or a :class:`ResolvedSpec`), fuse and write the run folder.
+
+    ``inputs`` gives the images as arrays instead of the spec's ``inputs`` paths. ``write=False`` returns the
+    result without touching the disk.
+    """
+    catalog = catalog or default_catalog()
+    resolved = spec if isinstance(spec, ResolvedSpec) else load_spec(
+        spec, overrides, catalog=catalog, require_inputs=inputs is None)
+    started = utc_now()
+    t0 = time.perf_counter()
+    stack = stack_from_arrays(inputs) if inputs is not None else read_stack(resolved.spec.inputs)
+    t_read = time.perf_counter() - t0
+    _check_scale(resolved, stack)
+    device = resolve_device(resolved.spec.device)
+    outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device)
+    outcome.timings = {"read_inputs": round(t_read, 4), **outcome.timings}
+    manifest = _manifest(resolved, stack, outcome, catalog, device, started)
+    run_dir = None
+    if write:
+        t1 = time.perf_counter()
+        (progress or (lambda e: None))(ProgressEvent("write", 0, 1))
+        run_dir = new_run_dir(_output_dir(resolved))
+        _write_outputs(run_dir, resolved, stack, outcome, manifest)
+        manifest["timings"]["write_outputs"] = round(time.perf_counter() - t1, 4)
+        manifest["run_dir"] = str(run_dir)
+        write_json(run_dir / "manifest.json", manifest)
+    result = RunResult(outcome.fused, outcome, run_dir, manifest)
+    if outcome.stopped_early:
+        where = f"; the last good output is in {run_dir}" if run_dir else ""
+        raise RunError(f"the fusion stopped early: {outcome.stopped_early}{where}",
+                       "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or reduce the loss weights")
+    return result
+
+
+def _check_scale(resolved: ResolvedSpec, stack: Stack) -> None:
+    n, h, w, _ = stack.images.shape
+    if min(h, w) < 8:
+        raise RunError(f"the inputs are only {w}x{h} pixels", "use images of at least 8x8 pixels")
+
+
+def _output_dir(resolved: ResolvedSpec) -> Path:
+    d = Path(resolved.spec.output.dir.format(name=resolved.spec.name))
+    return d if d.is_absolute() else Path.cwd() / d
+
+
+def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, catalog: Catalog, device,
+              started: str) -> dict:
+    spec = resolved.spec
+    used = {("focus_measure", spec.focus_measure.name), ("resampler", spec.downsampler.name),
+            ("resampler", spec.upsampler.name)}
+    if spec.method == "dfp":
+        used |= {("generator", spec.generator.name)} | {("loss", t.name) for t in spec.losses}
+    if spec.decision_embedding.enabled:
+        used |= {("generator", spec.decision_embedding.generator.name), ("loss", spec.decision_embedding.loss.name)}
+    components = {f"{k}:{n}": {"dist": catalog.get(k, n).dist, "version": catalog.get(k, n).version}
+                  for k, n in sorted(used)}
+    n, h, w, c = stack.images.shape
+    last = outcome.loss_history[-1] if outcome.loss_history else None
+    return {
+        "fusionkit": __version__,
+        "status": "stopped_early" if outcome.stopped_early else "ok",
+        "stopped_early": outcome.stopped_early,
+        "started": started,
+        "finished": utc_now(),
+        "spec_file": resolved.source,
+        "overrides": list(resolved.overrides),
+        "spec": resolved.to_dict(),
+        "seed": spec.seed,
+        "inputs": {"paths": stack.paths, "count": n, "size": [w, h], "channels": c, "bit_depth": stack.bit_depth},
+        "output_size": [w * spec.scale, h * spec.scale],
+        "components": components,
+        "environment": environment(device),
+        "timings": dict(outcome.timings),
+        "final_loss": last,
+        "outputs": {},
+    }
+
+
+def _write_outputs(run_dir: Path, resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome,
+                   manifest: dict) -> None:
+    spec = resolved.spec
+    ext = ".png" if spec.output.format == "png" else ".tif"
+    depth = stack.bit_depth if spec.output.bit_depth == "auto" else int(spec.output.bit_depth)
+    outputs = manifest["outputs"]
+    outputs["fused"] = f"fused{ext}"
+    write_image(run_dir / outputs["fused"], outcome.fused, depth)
+    if spec.output.save_maps:
+        outputs["maps"] = []
+        for i, (m, m0) in enumerate(zip(outcome.maps, outcome.initial_maps)):
+            write_image(run_dir / "maps" / f"map_{i:02d}.png", m[:, :, None], 8)
+            write_image(run_dir / "maps" / f"focus_measure_{i:02d}.png", m0[:, :, None], 8)
+            outputs["maps"] += [f"maps/map_{i:02d}.png", f"maps/focus_measure_{i:02d}.png"]
+    if outcome.loss_history:
+        outputs["loss_csv"] = "loss.csv"
+        write_text(run_dir / "loss.csv", _csv(outcome.loss_history))
+        outputs["loss_plot"] = "loss.png"
+        _plot_losses(run_dir / "loss.png", outcome.loss_history, outcome.embedding_history)
+    if outcome.embedding_history:
+        outputs["embedding_loss_csv"] = "embedding_loss.csv"
+        write_text(run_dir / "embedding_loss.csv", _csv(outcome.embedding_history))
+    outputs["spec"] = "spec.resolved.yaml"
+    write_text(run_dir / "spec.resolved.yaml", resolved.to_yaml())
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = _io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0].keys()))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _plot_losses(path: Path, history: list[dict], embedding: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if embedding else 1, figsize=(10 if embedding else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    its = [r["iteration"] for r in history]
+    for key in history[0]:
+        if key not in ("iteration", "seconds"):
+            ax.plot(its, [r[key] for r in history], label=key, lw=2 if key == "total" else 1)
+    ax.set(xlabel="iteration", ylabel="weighted loss", title="fusion", yscale="log")
+    ax.legend()
+    if embedding:
+        ax2 = axes[0, 1]
+        ax2.plot([r["iteration"] for r in embedding], [r["loss"] for r in embedding])
+        ax2.set(xlabel="iteration", ylabel="decision loss", title="decision embedding")
+    fig.tight_layout()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
