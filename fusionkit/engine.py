@@ -202,7 +202,7 @@ def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: Progre
     with timings.stage("chroma"):
         with torch.no_grad():
             if chroma is not None:
-                cbcr = up.up((maps * chroma).sum(0, keepdim=True), s) if s > 1 else (maps * chroma).sum(0, True)
+                cbcr = up.up((maps * chroma).sum(0, keepdim=True), s)
                 rgb = ycbcr_to_rgb(torch.cat([fused, cbcr], dim=1))
             else:
                 rgb = fused.clamp(0, 1)
@@ -276,14 +276,10 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
             history.append({"iteration": it, **dict(zip(names, row)),
                             "seconds": round(time.perf_counter() - t0, 3)})
             progress(ProgressEvent("fusion", it, iters, row[0]))
-    if stopped:
-        if last_good is None:
-            raise RunError(f"the fusion {stopped}, before any good iterate",
-                           "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or check the loss weights")
-        return last_good.clamp(0, 1), history, stopped
-    if iters == 0:
+    if stopped and last_good is None:
+        raise RunError(f"the fusion {stopped}, before any good iterate",
+                       "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or check the loss weights")
+    if last_good is None:  # iterations == 0: the untrained generator's output
         with torch.no_grad():
             last_good = forward()
-    with torch.no_grad():
-        final = forward() if last_good is None else last_good
-    return final.clamp(0, 1), history, None
+    return last_good.clamp(0, 1), history, stopped

@@ -129,6 +129,27 @@ class Loss(Component):
     def __call__(self, ctx: LossContext) -> Tensor: ...
 
 
+class Metric(Component):
+    """A fusion-quality score: ``__call__(fused, sources, reference=None) -> float``.
+
+    Images are float numpy arrays in [0, 1], ``[H, W]`` (gray) or ``[H, W, 3]`` (RGB), all the same size:
+    ``sources`` are the N >= 2 images the fused one was made from (at the fused image's resolution; for the
+    super-resolution protocol, the full-resolution sources), ``reference`` a ground truth when one exists.
+    ``requires`` says what the metric needs ("sources", "reference"); ``higher_is_better`` orders results.
+    Each metric states its colour handling (luma, or per-channel mean) in its docstring and Params.
+    """
+
+    kind = "metric"
+    requires: ClassVar[str] = "sources"
+    higher_is_better: ClassVar[bool] = True
+
+    def __init__(self, params: Params | dict | None = None, **overrides: Any):
+        self._init_params(params, overrides)
+
+    @abstractmethod
+    def __call__(self, fused: Any, sources: Any, reference: Any = None) -> float: ...
+
+
 class UnsupportedInput(FusionkitError):
     """A component was given inputs it cannot handle (e.g. N > 2 for a pairwise-only measure)."""
 
@@ -139,5 +160,6 @@ KINDS: dict[str, type[Component]] = {
     "generator": Generator,
     "resampler": Resampler,
     "loss": Loss,
+    "metric": Metric,
 }
 

@@ -37,10 +37,16 @@ def register_losses(register):
     """Call ``register(cls)`` for each :class:`fusionkit.interfaces.Loss` subclass."""
 
 
+@hookspec
+def register_metrics(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.Metric` subclass."""
+
+
 #: kind -> name of the hook that registers it
 HOOK_FOR_KIND = {
     "focus_measure": "register_focus_measures",
     "generator": "register_generators",
     "resampler": "register_resamplers",
     "loss": "register_losses",
+    "metric": "register_metrics",
 }
