@@ -58,14 +58,18 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
     device = resolve_device(resolved.spec.device)
     outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device)
     outcome.timings = {"read_inputs": round(t_read, 4), **outcome.timings}
+    outcome.timings["total"] = round(outcome.timings["total"] + t_read, 4)
     manifest = _manifest(resolved, stack, outcome, catalog, device, started)
     run_dir = None
     if write:
         t1 = time.perf_counter()
-        (progress or (lambda e: None))(ProgressEvent("write", 0, 1))
+        report = progress or (lambda e: None)
+        report(ProgressEvent("write", 0, 1))
         run_dir = new_run_dir(_output_dir(resolved))
         _write_outputs(run_dir, resolved, stack, outcome, manifest)
         manifest["timings"]["write_outputs"] = round(time.perf_counter() - t1, 4)
+        manifest["timings"]["total"] = round(manifest["timings"]["total"] + manifest["timings"]["write_outputs"], 4)
+        report(ProgressEvent("write", 1, 1))
         manifest["run_dir"] = str(run_dir)
         write_json(run_dir / "manifest.json", manifest)
     result = RunResult(outcome.fused, outcome, run_dir, manifest)
