@@ -31,6 +31,7 @@ KIND_TEXT = {
     "generator": ("Generators", "`generator`, `decision_embedding.generator`"),
     "resampler": ("Resamplers", "`downsampler`, `upsampler`"),
     "loss": ("Losses", "`losses[*]`, `decision_embedding.loss`"),
+    "metric": ("Metrics", "`fusionkit eval` metrics lists"),
 }
 
 HEADER = """\

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -189,6 +191,64 @@ def test_loss_is_a_finite_differentiable_scalar(info, c):
     assert torch.isfinite(value)
     value.backward()
     assert output.grad is not None and torch.isfinite(output.grad).all()
+
+
+# --------------------------------------------------------------------------------------------------- metrics
+#
+# Metrics take numpy float images in [0, 1], grey [H, W] or RGB [H, W, 3]. Convention: a metric class declares
+# ``ideal: ClassVar[float | None]``, the value it gives when the fused image, every source and the reference are the
+# same image (0 for DFP's relative metrics, 1 for SSIM, inf for PSNR, ...); None (or no attribute) means no such
+# value (e.g. MG, MI) and the identity check is skipped.
+
+METRIC_SIZE = 64
+
+
+def metric_image(color: str, seed: int) -> np.ndarray:
+    shape = (METRIC_SIZE, METRIC_SIZE) if color == "gray" else (METRIC_SIZE, METRIC_SIZE, 3)
+    return np.random.default_rng(seed).random(shape)
+
+
+def metric_call(metric, fused: np.ndarray, sources: list[np.ndarray], reference: np.ndarray):
+    return metric(fused, sources, reference if type(metric).requires == "reference" else None)
+
+
+@pytest.mark.parametrize("info", each("metric"))
+def test_metric_params_round_trip(info):
+    params = info.cls.Params()
+    again = info.cls.Params.model_validate_json(params.model_dump_json())
+    assert again == params
+    f, a, b, r = (metric_image("gray", seed) for seed in range(4))
+    from_model = metric_call(info.cls(again), f, [a, b], r)
+    from_dict = metric_call(info.cls(params.model_dump()), f, [a, b], r)
+    assert from_model == from_dict or (math.isnan(from_model) and math.isnan(from_dict))
+
+
+@pytest.mark.parametrize("color", ["gray", "rgb"])
+@pytest.mark.parametrize("info", each("metric"))
+def test_metric_is_a_finite_float(info, color):
+    cls = info.cls
+    assert cls.requires in ("sources", "reference"), f"{info.name}: requires is {cls.requires!r}"
+    assert isinstance(cls.higher_is_better, bool)
+    ideal = getattr(cls, "ideal", None)
+    assert ideal is None or isinstance(ideal, (int, float)), f"{info.name}: ideal must be a number or None"
+    f, a, b, r = (metric_image(color, seed) for seed in range(4))
+    value = metric_call(cls(), f, [a, b], r)
+    assert isinstance(value, float), f"{info.name} returned {type(value).__name__}, not float"
+    assert math.isfinite(value), f"{info.name} returned {value} on random {color} images"
+
+
+@pytest.mark.parametrize("color", ["gray", "rgb"])
+@pytest.mark.parametrize("info", each("metric"))
+def test_metric_identical_inputs_give_the_ideal(info, color):
+    ideal = getattr(info.cls, "ideal", None)
+    if ideal is None:
+        pytest.skip(f"{info.name} declares no ideal value")
+    x = metric_image(color, seed=7)
+    value = metric_call(info.cls(), x, [x.copy(), x.copy()], x.copy())
+    if math.isinf(ideal):
+        assert value == ideal, f"{info.name}: identical inputs gave {value}, ideal {ideal}"
+    else:
+        assert value == pytest.approx(ideal, abs=1e-6), f"{info.name}: identical inputs gave {value}, ideal {ideal}"
 
 
 # ---------------------------------------------------------------------------------------------------- guards
