@@ -201,6 +201,7 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
 @friendly
 def plugins_show(name: str) -> None:
     """Every parameter of a component: type, default, bounds, description."""
+    from . import fielddoc
     from .errors import PluginError
     from .interfaces import KINDS
     from .registry import default_catalog
@@ -224,25 +225,9 @@ def plugins_show(name: str) -> None:
         table = Table(title="parameters")
         for col in ("name", "type", "default", "bounds", "description"):
             table.add_column(col)
-        for row in param_rows(info.cls.Params):
-            table.add_row(*row)
+        for row in fielddoc.rows(info.cls.Params):
+            table.add_row(*(Text(cell) for cell in row))  # Text: a "[...]" in a default is not rich markup
         out.print(table)
-
-
-def param_rows(model) -> list[tuple[str, str, str, str, str]]:
-    """(name, type, default, bounds, description) for every field of a pydantic Params model."""
-    rows = []
-    for fname, f in model.model_fields.items():
-        ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
-        default = "required" if f.is_required() else repr(f.get_default(call_default_factory=True))
-        bounds = []
-        for meta in f.metadata:
-            for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-                v = getattr(meta, attr, None)
-                if v is not None:
-                    bounds.append(f"{sym} {v}")
-        rows.append((fname, ann, default, ", ".join(bounds), f.description or ""))
-    return rows
 
 
 @cli.command()

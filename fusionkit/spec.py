@@ -31,7 +31,7 @@ class LossTerm(ComponentRef):
 class GeneratorSpec(ComponentRef):
     """The generator G(z) optimised per stack, and its fixed input z."""
 
-    name: str = "skipnet"
+    name: str = Field("skipnet", description="registered generator name, see `fusionkit plugins list --kind generator`")
     input: Literal["mean_upsampled", "noise"] = Field(
         "mean_upsampled", description="fixed input z: mean of the upsampled inputs, or uniform noise")
     noise_channels: int = Field(32, ge=1, le=256, description="channels of z when input is noise")
@@ -41,34 +41,36 @@ class GeneratorSpec(ComponentRef):
 
 
 class OptimizerSpec(_Strict):
-    name: Literal["adam"] = "adam"
+    name: Literal["adam"] = Field("adam", description="the optimiser")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate")
 
 
 class DecisionEmbeddingSpec(_Strict):
     """Algorithm 2: a generator fitted to the focus measure's maps (Eq. 20), then binarised at 0.5."""
 
-    enabled: bool = True
-    iterations: int = Field(500, ge=1, le=100_000)
+    enabled: bool = Field(True, description="false: fuse with the focus measure's maps directly (no Algorithm 2)")
+    iterations: int = Field(500, ge=1, le=100_000, description="optimisation steps of the embedding generator")
     generator: ComponentRef = Field(default_factory=lambda: ComponentRef(
-        name="skipnet", params={"channels": [8, 16, 32, 64, 128], "skip": [0, 0, 0, 4, 4], "kernel": 5}))
+        name="skipnet", params={"channels": [8, 16, 32, 64, 128], "skip": [0, 0, 0, 4, 4], "kernel": 5}),
+        description="the embedding generator (kind generator) and its params")
     input: Literal["noise", "mean"] = Field("noise", description="fixed input: uniform noise (released code) or the mean of the inputs")
-    loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="decision"))
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="decision"),
+                               description="the embedding loss (kind loss), Eq. 20")
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate of the embedding generator")
 
 
 class OutputSpec(_Strict):
     dir: str = Field("runs/{name}", description="run folder; {name} is the spec name. Never silently overwritten: "
                                                "an existing folder gets a numbered sibling")
-    format: Literal["png", "tiff"] = "png"
+    format: Literal["png", "tiff"] = Field("png", description="file format of the fused image")
     bit_depth: Literal["auto", 8, 16] = Field("auto", description="auto = as the inputs were")
-    save_maps: bool = True
+    save_maps: bool = Field(True, description="write the decision maps to `maps/`")
 
 
 class PipelineSpec(_Strict):
     """A complete fusion pipeline. See docs/spec.md for every field."""
 
-    name: str = Field("fusion", pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field("fusion", pattern=r"^[A-Za-z0-9_.\-]+$", description="run name; fills `{name}` in `output.dir`")
     inputs: list[str] = Field(default_factory=list, description="image paths (2 or more), relative to the spec file")
     scale: int = Field(2, ge=1, le=8, description="super-resolution factor s (1 = fusion only)")
     colour: Literal["ycbcr", "rgb"] = Field(
@@ -76,9 +78,14 @@ class PipelineSpec(_Strict):
     method: Literal["dfp", "composite"] = Field(
         "dfp", description="dfp: optimise a generator (Algorithm 1); composite: sum_i m_i x_i at low resolution, "
                            "then the upsampler (the classical two-step baseline)")
-    focus_measure: ComponentRef = Field(default_factory=lambda: ComponentRef(name="double_reblur"))
-    decision_embedding: DecisionEmbeddingSpec = Field(default_factory=DecisionEmbeddingSpec)
-    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    focus_measure: ComponentRef = Field(
+        default_factory=lambda: ComponentRef(name="double_reblur"),
+        description="the focus measure that gives the initial decision maps (kind focus_measure)")
+    decision_embedding: DecisionEmbeddingSpec = Field(
+        default_factory=DecisionEmbeddingSpec, description="Algorithm 2: refine the decision maps with a generator")
+    generator: GeneratorSpec = Field(
+        default_factory=GeneratorSpec,
+        description="the generator optimised by Algorithm 1 (kind generator); used when method is dfp")
     downsampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="lanczos2"),
                                       description="differentiable resampler inside the loss")
     upsampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="bicubic"),
@@ -87,10 +94,11 @@ class PipelineSpec(_Strict):
         LossTerm(name="content", weight=1.0),
         LossTerm(name="joint_gradient", weight=0.5),
         LossTerm(name="gradient_limit", weight=0.1),
-    ])
-    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
-    iterations: int = Field(1000, ge=0, le=1_000_000)
-    seed: int = Field(0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    ], description="the weighted loss terms (kind loss); at least one when method is dfp; names unique")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="optimiser of the fusion generator")
+    iterations: int = Field(1000, ge=0, le=1_000_000,
+                            description="optimisation steps of the fusion generator (method dfp)")
+    seed: int = Field(0, ge=0, description="random seed (network initialisation, noise inputs)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")
     deterministic: bool = Field(True, description="torch.use_deterministic_algorithms (slower on GPU)")
-    output: OutputSpec = Field(default_factory=OutputSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec, description="where and how the results are written")

@@ -493,13 +493,14 @@ def _resolve_component(view: dict, loc: tuple, kind: str, catalog: "Catalog", ct
             ctx.add(loc + ("name",), exc.message, exc.hint)
         return
     if not catalog.has(kind, name):
+        from .registry.catalog import plural
         guess = catalog.suggest(kind, name)
         lead = f"did you mean {guess!r}? " if guess else ""
         installed = ", ".join(catalog.names(kind)) or "none"
         default = (_get(ctx.original, loc + ("name",), _MISSING) is _MISSING
                    and ctx.origin(loc + ("name",)) is None)
         ctx.add(loc + ("name",), f"unknown {words} {name!r}" + (" (the default)" if default else ""),
-                f"{lead}Installed {words}s: {installed}. See `fusionkit plugins list --kind {kind}`; a plugin "
+                f"{lead}Installed {plural(kind)}: {installed}. See `fusionkit plugins list --kind {kind}`; a plugin "
                 "that failed to load is listed there with its cause.")
         return
     cls = catalog.get(kind, name).cls

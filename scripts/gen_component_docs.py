@@ -8,17 +8,11 @@ tests/test_contracts.py checks that it is up to date and that every built-in app
 """
 from __future__ import annotations
 
-import json
 import sys
-import types
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
-from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
-
+from fusionkit.fielddoc import rows
 from fusionkit.interfaces import KINDS
 from fusionkit.registry import Catalog, build_catalog
 
@@ -61,41 +55,9 @@ def cell(text: Any) -> str:
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def type_name(ann: Any) -> str:
-    origin, args = typing.get_origin(ann), typing.get_args(ann)
-    if origin is typing.Annotated:
-        return type_name(args[0])
-    if origin is Literal:
-        return " or ".join(f"`{json.dumps(a)}`" for a in args)
-    if origin in (typing.Union, types.UnionType):
-        names = [type_name(a) for a in args if a is not type(None)]
-        return " or ".join(names) + (" or null" if type(None) in args else "")
-    if origin in (list, tuple):
-        inner = [type_name(a) for a in args if a is not Ellipsis]
-        return "list" + (f" of {' or '.join(dict.fromkeys(inner))}" if inner else "")
-    if origin is dict:
-        return "mapping"
-    if isinstance(ann, type) and issubclass(ann, BaseModel):
-        return "mapping"
-    names = {int: "integer", float: "number", str: "string", bool: "boolean"}
-    return names.get(ann, getattr(ann, "__name__", str(ann)))
-
-
-def default_of(field) -> str:
-    if field.is_required():
-        return "required"
-    value = json.dumps(to_jsonable_python(field.get_default(call_default_factory=True)), ensure_ascii=False)
-    return f"`{cell(value)}`"
-
-
-def bounds_of(field) -> str:
-    parts = []
-    for meta in field.metadata:
-        for cls, attr, sym in ((Ge, "ge", "≥"), (Gt, "gt", ">"), (Le, "le", "≤"), (Lt, "lt", "<"),
-                               (MinLen, "min_length", "length ≥"), (MaxLen, "max_length", "length ≤")):
-            if isinstance(meta, cls):
-                parts.append(f"{sym} {getattr(meta, attr)}")
-    return ", ".join(parts)
+def code(text: str) -> str:
+    """Inline code for a value in a Markdown cell (``cell`` escapes any ``|`` afterwards)."""
+    return f"`{text}`"
 
 
 def render(catalog: Catalog) -> str:
@@ -109,19 +71,18 @@ def render(catalog: Catalog) -> str:
             continue
         out.append("\n| name | summary | reference | parameters (defaults) |\n| --- | --- | --- | --- |\n")
         for info in infos:
-            fields = info.cls.Params.model_fields
-            params = "<br>".join(f"`{n}` = {default_of(f)}" for n, f in fields.items()) or "none"
+            params = "<br>".join(f"`{r.name}` = {cell(r.default)}" for r in rows(info.cls.Params, code=code)) or "none"
             out.append(f"| `{info.name}` | {cell(info.summary)} | {cell(info.reference)} | {params} |\n")
         for info in infos:
-            fields = info.cls.Params.model_fields
+            params = rows(info.cls.Params, code=code)
             out.append(f"\n### `{info.name}` parameters\n\n")
-            if not fields:
+            if not params:
                 out.append("No parameters.\n")
                 continue
             out.append("| parameter | type | default | bounds | description |\n| --- | --- | --- | --- | --- |\n")
-            for name, f in fields.items():
-                out.append(f"| `{name}` | {cell(type_name(f.annotation))} | {default_of(f)} | "
-                           f"{cell(bounds_of(f))} | {cell(f.description or '')} |\n")
+            for r in params:
+                out.append(f"| `{r.name}` | {cell(r.type)} | {cell(r.default)} | {cell(r.bounds)} | "
+                           f"{cell(r.description)} |\n")
     return "".join(out)
 
 

@@ -8,6 +8,12 @@ from ..errors import PluginError
 from ..interfaces import KINDS, Component
 
 
+def plural(kind: str) -> str:
+    """A kind in words, plural, for messages: "focus measures", "losses" (not "losss")."""
+    words = kind.replace("_", " ")
+    return words + ("es" if words.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 @dataclass(frozen=True)
 class ComponentInfo:
     """One registered component and the distribution that provided it."""
@@ -95,6 +101,5 @@ class Catalog:
         guess = self.suggest(kind, name)
         installed = ", ".join(self.names(kind)) or "none"
         lead = f"did you mean {guess!r}? " if guess else ""
-        plural = kind.replace("_", " ") + ("es" if kind.endswith("s") else "s")   # "losses", not "losss"
-        return (f"{lead}Installed {plural}: {installed}. "
+        return (f"{lead}Installed {plural(kind)}: {installed}. "
                 f"See `fusionkit plugins list`.")
