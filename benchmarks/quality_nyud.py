@@ -36,6 +36,9 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="override for the DFP spec")
     ap.add_argument("--dfp-spec", default=str(ROOT / "examples" / "dfp-x2.yaml"))
     ap.add_argument("--baseline-spec", default=str(ROOT / "examples" / "two-step-x2.yaml"))
+    ap.add_argument("--baseline-set", dest="baseline_overrides", action="append", default=[],
+                    help="override for the two-step spec (e.g. decision_embedding.enabled=true)")
+    ap.add_argument("--no-dfp", action="store_true", help="only the baselines (fast)")
     ap.add_argument("--tag", default="default", help="label for this configuration in the results")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "quality_nyud.json"))
@@ -55,7 +58,7 @@ def main() -> None:
     dfp_over = [f"scale={args.scale}", "device=cpu", *args.overrides]
     if args.iterations is not None:
         dfp_over.append(f"iterations={args.iterations}")
-    base_over = [f"scale={args.scale}", "device=cpu"]
+    base_over = [f"scale={args.scale}", "device=cpu", *args.baseline_overrides]
     print(f"NYU-D-MFF, {len(ids)} pairs, crop {args.crop or 'none'}, LR = {args.lr_kernel} down x{args.scale}, "
           f"DFP overrides: {dfp_over}")
     rows = []
@@ -67,11 +70,12 @@ def main() -> None:
         a, b, gt = load("A"), load("B"), load("GT")
         lr = [downsample(a, args.scale, args.lr_kernel, catalog), downsample(b, args.scale, args.lr_kernel, catalog)]
         row = {"pair": pid}
-        t0 = time.perf_counter()
-        dfp = run(args.dfp_spec, dfp_over, inputs=lr, catalog=catalog, write=False)
-        row["dfp_seconds"] = round(time.perf_counter() - t0, 1)
-        row["dfp_iterations"] = dfp.manifest["spec"]["iterations"]
-        row.update({f"dfp_{k}": v for k, v in score(gt, dfp.fused).items()})
+        if not args.no_dfp:
+            t0 = time.perf_counter()
+            dfp = run(args.dfp_spec, dfp_over, inputs=lr, catalog=catalog, write=False)
+            row["dfp_seconds"] = round(time.perf_counter() - t0, 1)
+            row["dfp_iterations"] = dfp.manifest["spec"]["iterations"]
+            row.update({f"dfp_{k}": v for k, v in score(gt, dfp.fused).items()})
         t0 = time.perf_counter()
         two = run(args.baseline_spec, base_over, inputs=lr, catalog=catalog, write=False)
         row["two_step_seconds"] = round(time.perf_counter() - t0, 2)
@@ -83,15 +87,19 @@ def main() -> None:
         mean_up = up.up(mean, args.scale)[0].permute(1, 2, 0).numpy()
         row.update({f"mean_{k}": v for k, v in score(gt, mean_up).items()})
         rows.append(row)
-        print(f"{pid}: DFP {row['dfp_psnr']:.2f} dB / {row['dfp_ssim']:.4f} ({row['dfp_seconds']} s, "
-              f"{row['dfp_iterations']} it) | two-step {row['two_step_psnr']:.2f} / {row['two_step_ssim']:.4f} | "
-              f"mean {row['mean_psnr']:.2f} / {row['mean_ssim']:.4f}", flush=True)
+        dfp_text = "" if args.no_dfp else (f"DFP {row['dfp_psnr']:.2f} dB / {row['dfp_ssim']:.4f} "
+                                             f"({row['dfp_seconds']} s, {row['dfp_iterations']} it) | ")
+        print(f"{pid}: {dfp_text}two-step {row['two_step_psnr']:.2f} / {row['two_step_ssim']:.4f} "
+              f"({row['two_step_seconds']} s) | mean {row['mean_psnr']:.2f} / {row['mean_ssim']:.4f}", flush=True)
         write_results(Path(args.out), rows, vars(args))
     if rows:
         avg = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "pair"}
-        print(f"AVERAGE over {len(rows)} pairs [{args.tag}]: DFP {avg['dfp_psnr']:.2f} dB / {avg['dfp_ssim']:.4f} "
-              f"({avg['dfp_seconds']:.0f} s/pair) | two-step {avg['two_step_psnr']:.2f} / {avg['two_step_ssim']:.4f}"
-              f" | mean {avg['mean_psnr']:.2f} / {avg['mean_ssim']:.4f}")
+        dfp_text = "" if args.no_dfp else (f"DFP {avg['dfp_psnr']:.2f} dB / {avg['dfp_ssim']:.4f} "
+                                             f"({avg['dfp_seconds']:.0f} s/pair) | ")
+        wins = "" if args.no_dfp else f" | DFP > two-step on {sum(r['dfp_psnr'] > r['two_step_psnr'] for r in rows)}" \
+                                      f"/{len(rows)} pairs"
+        print(f"AVERAGE over {len(rows)} pairs [{args.tag}]: {dfp_text}two-step {avg['two_step_psnr']:.2f} / "
+              f"{avg['two_step_ssim']:.4f} | mean {avg['mean_psnr']:.2f} / {avg['mean_ssim']:.4f}{wins}")
 
 
 if __name__ == "__main__":
