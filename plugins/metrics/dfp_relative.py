@@ -72,7 +72,8 @@ from scipy import ndimage
 
 from fusionkit.interfaces import Metric, Params, UnsupportedInput
 
-from .reference import as_image, as_sources, round_half_away, to_gray
+from ._prepare import as_image, as_sources, round_half_away
+from .reference import to_gray
 
 DFP = ("Deep Fusion Prior (DFP), Gu et al., 'Deep Fusion Prior for Multi-Focus Image Super Resolution Fusion', "
        "§4.2")

@@ -38,10 +38,9 @@ from typing import Any, ClassVar, Literal, Sequence
 import numpy as np
 from pydantic import Field
 
-from fusionkit.interfaces import Metric, Params, UnsupportedInput
-
-#: MATLAB ``rgb2gray`` weights (the first row of the inverse of the YIQ-like matrix MATLAB uses).
-RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+from . import _prepare
+from ._prepare import ColourParams, PlaneMetric, prepare
+from ._prepare import round_half_away as _round_half_away
 
 LIU_TOOLBOX = ("Z. Liu, E. Blasch, Z. Xue, J. Zhao, R. Laganière, W. Wu, 'Objective assessment of multiresolution "
                "image fusion algorithms for context enhancement in night vision: a comparative study', IEEE TPAMI "
@@ -50,138 +49,18 @@ LIU_TOOLBOX = ("Z. Liu, E. Blasch, Z. Xue, J. Zhao, R. Laganière, W. Wu, 'Objec
                "'Multi-focus image fusion: a survey of the state of the art', Inf. Fusion 64 (2020) 71-91")
 
 
-# ----------------------------------------------------------------------------------------------------- parameters
+class _ToolboxMetric(PlaneMetric):
+    """Most toolbox metrics compare A with B, so 2 sources unless a class says otherwise."""
 
-
-class ColourParams(Params):
-    """Parameters every metric of this module shares."""
-
-    color: Literal["gray", "channel_mean"] = Field(
-        "gray", description="colour handling. gray: MATLAB rgb2gray (0.298936 R + 0.587043 G + 0.114021 B, rounded "
-        "to 8 bits when quantize) on each RGB image, then one grey evaluation (Yu Liu's survey: reproduces the "
-        "published Lytro values); channel_mean: evaluate each RGB channel and average the three scores "
-        "(VIFB/MFIFB/MEFB/FAPSR)")
-    quantize: bool = Field(
-        True, description="round 255*x to integers (half away from zero) before evaluating, as the MATLAB toolbox "
-        "sees 8-bit files; False keeps 255*x unrounded")
-
-
-# -------------------------------------------------------------------------------------------------- preparation
-
-
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    """MATLAB ``round``: halves go away from zero (numpy's ``round`` goes to even)."""
-    a = np.abs(x)
-    r = np.floor(a)
-    r = r + ((a - r) >= 0.5)
-    return np.copysign(r, x)
-
-
-def _as_image(x: Any, who: str, label: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise UnsupportedInput(f"{who}: {label} is not a numeric array ({exc})",
-                               "pass numpy float images in [0, 1]") from exc
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise UnsupportedInput(f"{who}: {label} has shape {arr.shape}; expected [H, W] or [H, W, 3]",
-                               "pass grey [H, W] or RGB [H, W, 3] images")
-    if not np.isfinite(arr).all():
-        raise UnsupportedInput(f"{who}: {label} contains NaN or infinite values", "check how the images were made")
-    return arr
-
-
-def _to_255(x: np.ndarray, quantize: bool) -> np.ndarray:
-    y = x * 255.0
-    if quantize:
-        y = _round_half_away(np.clip(y, 0.0, 255.0))
-    return y
-
-
-def _rgb2gray(x255: np.ndarray, quantize: bool) -> np.ndarray:
-    y = RGB2GRAY[0] * x255[:, :, 0] + RGB2GRAY[1] * x255[:, :, 1] + RGB2GRAY[2] * x255[:, :, 2]
-    if quantize:
-        y = _round_half_away(np.clip(y, 0.0, 255.0))
-    return y
-
-
-def prepare(fused: Any, sources: Any, params: ColourParams, who: str, *, max_sources: int | None = None,
-            min_size: int = 1) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """Validate the images and turn them into the planes to evaluate: a list of ``(F, [S_1 .. S_N])`` float64 grey
-    planes in 0–255, one entry for ``color="gray"`` and three for ``color="channel_mean"`` with an RGB image."""
-    f = _as_image(fused, who, "the fused image")
-    stacked = isinstance(sources, np.ndarray) and (
-        sources.ndim == 4 or (sources.ndim == 3 and sources.shape[1:] == f.shape[:2]))
-    if stacked:
-        sources = list(sources)                     # a stacked [N, H, W] or [N, H, W, C] array
-    if not isinstance(sources, (list, tuple)):
-        raise UnsupportedInput(f"{who}: sources must be a sequence of images; got {type(sources).__name__}",
-                               "pass a list of numpy images")
-    srcs = [_as_image(s, who, f"source {i}") for i, s in enumerate(sources)]
-    n = len(srcs)
-    if n < 2:
-        raise UnsupportedInput(f"{who} needs at least 2 sources; got {n}",
-                               "give the images the fused one was made from")
-    if max_sources is not None and n > max_sources:
-        raise UnsupportedInput(
-            f"{who} is defined for exactly {max_sources} sources (its pooling compares A with B); got {n}",
-            "evaluate with a metric that supports N sources (q_g, mi, q_ncie), or evaluate pairs of sources")
-    h, w = f.shape[:2]
-    for i, s in enumerate(srcs):
-        if s.shape[:2] != (h, w):
-            raise UnsupportedInput(f"{who}: source {i} is {s.shape[0]}x{s.shape[1]} but the fused image is {h}x{w}",
-                                   "resample the sources to the fused image's size first")
-    if h < min_size or w < min_size:
-        raise UnsupportedInput(f"{who} needs images of at least {min_size}x{min_size}; got {h}x{w}",
-                               "evaluate on larger images")
-    q = params.quantize
-    imgs = [_to_255(x, q) for x in [f, *srcs]]
-    if params.color == "gray":
-        planes = [_rgb2gray(x, q) if x.ndim == 3 else x for x in imgs]
-        return [(planes[0], planes[1:])]
-    if all(x.ndim == 2 for x in imgs):
-        return [(imgs[0], imgs[1:])]
-    out = []
-    for c in range(3):
-        planes = [x[:, :, c] if x.ndim == 3 else x for x in imgs]
-        out.append((planes[0], planes[1:]))
-    return out
-
-
-class _ToolboxMetric(Metric):
-    """Shared plumbing: validation, scaling, colour handling; subclasses implement ``_score`` on grey planes."""
-
-    Params: ClassVar[type[Params]] = ColourParams
-    ideal: ClassVar[float | None] = None
-    #: the most sources the metric is defined for (None: any N >= 2)
     max_sources: ClassVar[int | None] = 2
-    #: the smallest image side it accepts
-    min_size: ClassVar[int] = 1
-
-    def __call__(self, fused: Any, sources: Any, reference: Any = None) -> float:
-        planes = prepare(fused, sources, self.params, self.name, max_sources=self.max_sources,
-                         min_size=self.min_size)
-        return float(np.mean([self._score(f, s) for f, s in planes]))
-
-    def _score(self, f: np.ndarray, sources: list[np.ndarray]) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------------------------- histogram helpers
 
 
 def normalize1(x: np.ndarray) -> np.ndarray:
-    """The toolbox's ``normalize1``: min-max stretch to 0–255 and round (half away from zero) to integers.
-
-    An all-zero image is returned unchanged. A constant non-zero image (MATLAB: 0/0 -> NaN) maps to all zeros."""
-    mx, mn = float(x.max()), float(x.min())
-    if mx == 0.0 and mn == 0.0:
-        return x.astype(np.int64)
-    if mx == mn:
-        return np.zeros(x.shape, dtype=np.int64)
-    return _round_half_away(((x - mn) / (mx - mn)) * 255.0).astype(np.int64)
+    """The toolbox's ``normalize1`` as integer levels, ready to index the histograms."""
+    return _prepare.normalize1(x).astype(np.int64)
 
 
 def _levels(x: np.ndarray) -> np.ndarray:

@@ -34,20 +34,16 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
 from scipy import fft as sfft
 from scipy import ndimage
 
-from fusionkit.interfaces import Metric, Params, UnsupportedInput
-
+from ._prepare import ColourParams, PlaneMetric, normalize1
 from .phase import DEFAULTS as PC_DEFAULTS
 from .phase import phase_congruency
-
-#: MATLAB ``rgb2gray`` weights.
-RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 
 LIU_TOOLBOX = ("Z. Liu, E. Blasch, Z. Xue, J. Zhao, R. Laganière, W. Wu, 'Objective assessment of multiresolution "
                "image fusion algorithms for context enhancement in night vision: a comparative study', IEEE TPAMI "
@@ -55,123 +51,7 @@ LIU_TOOLBOX = ("Z. Liu, E. Blasch, Z. Xue, J. Zhao, R. Laganière, W. Wu, 'Objec
                "X. Chen, 'Multi-focus image fusion: a survey of the state of the art', Inf. Fusion 64 (2020) 71-91")
 
 
-# ----------------------------------------------------------------------------------------------- parameters
-
-
-class ColourParams(Params):
-    """Parameters every metric of this module shares."""
-
-    color: Literal["gray", "channel_mean"] = Field(
-        "gray", description="colour handling. gray: MATLAB rgb2gray (0.298936 R + 0.587043 G + 0.114021 B, rounded "
-        "to 8 bits when quantize) on each RGB image, then one grey evaluation (Yu Liu's survey: reproduces the "
-        "published Lytro values); channel_mean: evaluate each RGB channel and average the three scores "
-        "(VIFB/MFIFB/MEFB/FAPSR)")
-    quantize: bool = Field(
-        True, description="round 255*x to integers (half away from zero) before evaluating, as the MATLAB toolbox "
-        "sees 8-bit files; False keeps 255*x unrounded")
-
-
-# -------------------------------------------------------------------------------------------------- preparation
-
-
-def _round_half_away(x: np.ndarray) -> np.ndarray:
-    """MATLAB ``round``: halves go away from zero (numpy's ``round`` goes to even)."""
-    return np.copysign(np.floor(np.abs(x) + 0.5), x)
-
-
-def _as_image(x: Any, who: str, label: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise UnsupportedInput(f"{who}: {label} is not a numeric array ({exc})",
-                               "pass numpy float images in [0, 1]") from exc
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise UnsupportedInput(f"{who}: {label} has shape {arr.shape}; expected [H, W] or [H, W, 3]",
-                               "pass grey [H, W] or RGB [H, W, 3] images")
-    if not np.isfinite(arr).all():
-        raise UnsupportedInput(f"{who}: {label} contains NaN or infinite values", "check how the images were made")
-    return arr
-
-
-def _to_255(x: np.ndarray, quantize: bool) -> np.ndarray:
-    y = x * 255.0
-    return _round_half_away(np.clip(y, 0.0, 255.0)) if quantize else y
-
-
-def _rgb2gray(x255: np.ndarray, quantize: bool) -> np.ndarray:
-    y = RGB2GRAY[0] * x255[:, :, 0] + RGB2GRAY[1] * x255[:, :, 1] + RGB2GRAY[2] * x255[:, :, 2]
-    return _round_half_away(np.clip(y, 0.0, 255.0)) if quantize else y
-
-
-def prepare(fused: Any, sources: Any, params: ColourParams, who: str, *, min_size: int = 1
-            ) -> list[tuple[np.ndarray, list[np.ndarray]]]:
-    """Validate the images and return the planes to evaluate: ``(F, [S_1 .. S_N])`` float64 grey planes in 0-255,
-    one entry for ``color="gray"`` and three for ``color="channel_mean"`` with an RGB image."""
-    f = _as_image(fused, who, "the fused image")
-    stacked = isinstance(sources, np.ndarray) and (
-        sources.ndim == 4 or (sources.ndim == 3 and sources.shape[1:] == f.shape[:2]))
-    if stacked:
-        sources = list(sources)                        # a stacked [N, H, W] or [N, H, W, C] array
-    if not isinstance(sources, (list, tuple)):
-        raise UnsupportedInput(f"{who}: sources must be a sequence of images; got {type(sources).__name__}",
-                               "pass a list of numpy images")
-    srcs = [_as_image(s, who, f"source {i}") for i, s in enumerate(sources)]
-    if len(srcs) < 2:
-        raise UnsupportedInput(f"{who} needs at least 2 sources; got {len(srcs)}",
-                               "give the images the fused one was made from")
-    h, w = f.shape[:2]
-    for i, s in enumerate(srcs):
-        if s.shape[:2] != (h, w):
-            raise UnsupportedInput(f"{who}: source {i} is {s.shape[0]}x{s.shape[1]} but the fused image is {h}x{w}",
-                                   "resample the sources to the fused image's size first")
-    if h < min_size or w < min_size:
-        raise UnsupportedInput(f"{who} needs images of at least {min_size}x{min_size}; got {h}x{w}",
-                               "evaluate on larger images")
-    q = params.quantize
-    imgs = [_to_255(x, q) for x in [f, *srcs]]
-    if params.color == "gray":
-        planes = [_rgb2gray(x, q) if x.ndim == 3 else x for x in imgs]
-        return [(planes[0], planes[1:])]
-    if all(x.ndim == 2 for x in imgs):
-        return [(imgs[0], imgs[1:])]
-    out = []
-    for c in range(3):
-        planes = [x[:, :, c] if x.ndim == 3 else x for x in imgs]
-        out.append((planes[0], planes[1:]))
-    return out
-
-
-class _PlaneMetric(Metric):
-    """Shared plumbing: validation, scaling, colour handling; subclasses implement ``_score`` on grey planes."""
-
-    Params: ClassVar[type[Params]] = ColourParams
-    ideal: ClassVar[float | None] = None
-    #: the smallest image side accepted
-    min_size: ClassVar[int] = 1
-
-    def __call__(self, fused: Any, sources: Any, reference: Any = None) -> float:
-        planes = prepare(fused, sources, self.params, self.name, min_size=self.min_size)
-        return float(np.mean([self._score(f, s) for f, s in planes]))
-
-    def _score(self, f: np.ndarray, sources: list[np.ndarray]) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
 # ----------------------------------------------------------------------------------------------- small helpers
-
-
-def normalize1(x: np.ndarray) -> np.ndarray:
-    """The toolbox's ``normalize1``: min-max stretch to 0-255 and round half away from zero (float64 result).
-
-    An all-zero image is returned unchanged; a constant non-zero image (MATLAB: 0/0 = NaN) becomes all zeros."""
-    mx, mn = float(x.max()), float(x.min())
-    if mx == 0.0 and mn == 0.0:
-        return x.astype(np.float64)
-    if mx == mn:
-        return np.zeros(x.shape, dtype=np.float64)
-    return _round_half_away((x - mn) / (mx - mn) * 255.0)
 
 
 def _gaussian_taps(n: int, sigma: float) -> np.ndarray:
@@ -263,7 +143,7 @@ def _cb_contrast(x: np.ndarray) -> np.ndarray:
     return np.abs(out[0] / out[1] - 1.0)
 
 
-class QCB(_PlaneMetric):
+class QCB(PlaneMetric):
     """Q_CB, Chen & Blum's perceptual fusion metric (the toolbox's ``metricChenBlum``).
 
     1. ``normalize1`` every image (integers 0-255).
@@ -331,7 +211,7 @@ def _mannos_sakrison(rows: int, cols: int, divisor: float) -> np.ndarray:
     return out
 
 
-class QCV(_PlaneMetric):
+class QCV(PlaneMetric):
     """Q_CV, Chen & Varshney's regional perceptual difference (the toolbox's ``metricChen``). **Lower is better.**
 
     1. ``normalize1`` every image; Sobel magnitude G (zero-padded 'same' correlation).
@@ -403,7 +283,7 @@ def _qp_feature(src_maps: list[np.ndarray], max_map: np.ndarray, fused_map: np.n
     return _nan_ratio(float(best.sum()), float(max_mask.sum()))
 
 
-class QP(_PlaneMetric):
+class QP(PlaneMetric):
     """Q_P, Zhao, Laganière & Liu's phase-congruency metric (the toolbox's ``metricZhao`` + ``myphasecong3``).
 
     1. Per image: phase congruency PC, maximum moment M and minimum moment m (see
@@ -496,7 +376,7 @@ def _haar_level(x: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray
     return lolo, (lohi, hilo, hihi)
 
 
-class QM(_PlaneMetric):
+class QM(PlaneMetric):
     """Q_M, Wang & Liu's multiscale (Haar wavelet) edge-preservation metric (the toolbox's ``metricPWW``).
 
     Two-level Haar decomposition of A, B and F on the raw grey values 0-255 (matlabPyrTools ``buildWpyr(.,2,'haar')``
@@ -609,7 +489,7 @@ def _vif_scales(ref: np.ndarray, dist: np.ndarray) -> list[tuple[np.ndarray, np.
 _VIF_MIN = _vif_min_size()
 
 
-class VIF(_PlaneMetric):
+class VIF(PlaneMetric):
     """VIF-p: Sheikh & Bovik's pixel-domain visual information fidelity of each source against the fused image,
     **summed over the sources** by default (``pooling``).
 
@@ -658,7 +538,7 @@ class VIF(_PlaneMetric):
 _VIFF_WEIGHTS = (1.0 / 2.15, 0.0, 0.15 / 2.15, 1.0 / 2.15)
 
 
-class VIFF(_PlaneMetric):
+class VIFF(PlaneMetric):
     """VIFF, Han et al.'s fusion metric based on visual information fidelity (Han's ``VIFF_Public``; MEFB's "VIF").
 
     The same 4-scale Gaussian channel statistics as VIF-p for each (source, fused) pair, with visual noise

@@ -2,8 +2,8 @@
 
 Both are computed by scikit-image (``skimage.metrics.peak_signal_noise_ratio`` and
 ``skimage.metrics.structural_similarity``); this module only fixes their settings, which change the numbers, and
-documents them. It also holds the small image helpers (validation, colour conversion) that
-:mod:`fusionkit_plugins.metrics.dfp_relative` shares.
+documents them. It also holds the colour conversions ``to_gray`` / ``to_rgb`` that
+:mod:`fusionkit_plugins.metrics.dfp_relative` shares (validation and rounding live in ``_prepare``).
 
 Conventions shared by the two metrics:
 
@@ -35,8 +35,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from fusionkit.imaging import LUMA
 from fusionkit.interfaces import Metric, Params, UnsupportedInput
 
-#: MATLAB ``rgb2gray`` weights (the Liu toolbox / MFIF survey colour convention).
-RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+from ._prepare import RGB2GRAY, as_image, check_same_size, rgb2gray, to_8bit  # noqa: F401 (RGB2GRAY: re-exported)
+
 #: MATLAB ``rgb2ycbcr`` luma row for [0, 1] input, on the 0-255 scale: Y = 16 + 65.481 R + 128.553 G + 24.966 B.
 Y_STUDIO = (65.481, 128.553, 24.966)
 
@@ -45,56 +45,6 @@ WANG_SSIM = ("Z. Wang, A. C. Bovik, H. R. Sheikh, E. P. Simoncelli, 'Image quali
 
 
 # ---------------------------------------------------------------------------------------------- shared helpers
-
-
-def round_half_away(x: np.ndarray) -> np.ndarray:
-    """MATLAB ``round``: halves go away from zero (numpy's ``round`` goes to even)."""
-    return np.copysign(np.floor(np.abs(x) + 0.5), x)
-
-
-def as_image(x: Any, who: str, label: str) -> np.ndarray:
-    """A float64 ``[H, W]`` or ``[H, W, 3]`` array (``[H, W, 1]`` is squeezed), or :class:`UnsupportedInput`."""
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise UnsupportedInput(f"{who}: {label} is not a numeric array ({exc})",
-                               "pass numpy float images in [0, 1]") from exc
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
-        raise UnsupportedInput(f"{who}: {label} has shape {arr.shape}; expected [H, W] or [H, W, 3]",
-                               "pass grey [H, W] or RGB [H, W, 3] images")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise UnsupportedInput(f"{who}: {label} is empty ({arr.shape})", "pass non-empty images")
-    if not np.isfinite(arr).all():
-        raise UnsupportedInput(f"{who}: {label} contains NaN or infinite values", "check how the images were made")
-    return arr
-
-
-def as_sources(sources: Any, who: str, fused: np.ndarray, minimum: int) -> list[np.ndarray]:
-    """The sources as a list of images of the fused image's size (a stacked ``[N, H, W(, C)]`` array is split)."""
-    if sources is None:
-        sources = []
-    if isinstance(sources, np.ndarray) and (
-            sources.ndim == 4 or (sources.ndim == 3 and sources.shape[1:] == fused.shape[:2])):
-        sources = list(sources)
-    if not isinstance(sources, (list, tuple)):
-        raise UnsupportedInput(f"{who}: sources must be a sequence of images; got {type(sources).__name__}",
-                               "pass a list of numpy images")
-    srcs = [as_image(s, who, f"source {i}") for i, s in enumerate(sources)]
-    if len(srcs) < minimum:
-        raise UnsupportedInput(f"{who} needs at least {minimum} source(s); got {len(srcs)}",
-                               "give the images (or their ground truths) the fused one was made from")
-    check_same_size(who, fused, srcs, "source")
-    return srcs
-
-
-def check_same_size(who: str, fused: np.ndarray, others: list[np.ndarray], label: str) -> None:
-    h, w = fused.shape[:2]
-    for i, s in enumerate(others):
-        if s.shape[:2] != (h, w):
-            raise UnsupportedInput(f"{who}: {label} {i} is {s.shape[0]}x{s.shape[1]} but the fused image is {h}x{w}",
-                                   "resample to the fused image's size first")
 
 
 def to_gray(x: np.ndarray, color: str) -> np.ndarray:
@@ -107,8 +57,7 @@ def to_gray(x: np.ndarray, color: str) -> np.ndarray:
     if color == "luma":
         return LUMA[0] * x[:, :, 0] + LUMA[1] * x[:, :, 1] + LUMA[2] * x[:, :, 2]
     if color == "gray":
-        y = 255.0 * (RGB2GRAY[0] * x[:, :, 0] + RGB2GRAY[1] * x[:, :, 1] + RGB2GRAY[2] * x[:, :, 2])
-        return round_half_away(np.clip(y, 0.0, 255.0)) / 255.0
+        return to_8bit(255.0 * rgb2gray(x)) / 255.0
     raise ValueError(f"unknown colour mode {color!r}")  # pragma: no cover - Params forbid it
 
 
