@@ -54,7 +54,7 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
     t0 = time.perf_counter()
     stack = stack_from_arrays(inputs) if inputs is not None else read_stack(resolved.spec.inputs)
     t_read = time.perf_counter() - t0
-    _check_scale(resolved, stack)
+    _check_size(resolved, stack)
     device = resolve_device(resolved.spec.device)
     outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device)
     outcome.timings = {"read_inputs": round(t_read, 4), **outcome.timings}
@@ -80,7 +80,7 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
     return result
 
 
-def _check_scale(resolved: ResolvedSpec, stack: Stack) -> None:
+def _check_size(resolved: ResolvedSpec, stack: Stack) -> None:
     n, h, w, _ = stack.images.shape
     if min(h, w) < 8:
         raise RunError(f"the inputs are only {w}x{h} pixels", "use images of at least 8x8 pixels")
