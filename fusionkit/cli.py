@@ -278,6 +278,69 @@ def demo(out_dir: str, iterations: int | None, size: int, scale: int, overrides:
     out.print(table)
 
 
+@cli.command("eval")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--protocol", type=click.Choice(["fusion", "mfisrf"]), default="fusion", show_default=True,
+              help="fusion: inputs as they are; mfisrf: sources downsampled xS, output scored at full resolution.")
+@click.option("--scale", type=int, default=None, help="Scale factor (default: 1 for fusion, the spec's for mfisrf).")
+@click.option("--downsampler", default="bicubic", show_default=True,
+              help="Resampler that makes the mfisrf inputs (recorded in eval.json).")
+@click.option("--metrics", default=None, metavar="A,B,C", help="Comma-separated metric names (default: by protocol).")
+@click.option("--out", "out_dir", default=None,
+              help="Results folder (default: runs/eval-DATASET-PROTOCOL). Rerun with the same folder to resume.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@friendly
+def eval_(spec: str, dataset: str, protocol: str, scale: int | None, downsampler: str, metrics: str | None,
+          out_dir: str | None, overrides: tuple[str, ...]) -> None:
+    """Run SPEC on every item of the DATASET folder and score it (NN_A/NN_B[/NN_GT] or NN_1..NN_k[/NN_GT])."""
+    from .evaluation import evaluate
+
+    names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    target = Path(out_dir) if out_dir else Path("runs") / f"eval-{Path(dataset).resolve().name}-{protocol}"
+    with RichProgress() as progress:
+        result = evaluate(spec, dataset, target, protocol=protocol, metrics=names, scale=scale,
+                          downsampler=downsampler, overrides=overrides, progress=progress)
+    table = Table(title=f"{protocol} x{result.scale}: "
+                        f"{result.summary['ok']}/{result.summary['items']} items scored")
+    for col in ("metric", "mean", "std", "n", "better"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for name, m in result.summary["metrics"].items():
+        fmt = (lambda v: "" if v is None else f"{v:.4f}")
+        table.add_row(name, fmt(m["mean"]), fmt(m["std"]), str(m["n"]), "higher" if m["higher_is_better"] else "lower")
+    out.print(table)
+    if result.skipped:
+        out.print(f"resumed: {len(result.skipped)} item(s) already done were skipped")
+    for r in result.failed:
+        err.print(Text(f"item {r['id']} failed: {r['error']}", style="red"))
+    out.print(f"results: [bold]{result.out_dir}[/bold]  (summary.md, summary.json, results.csv, results.jsonl, "
+              "items/)")
+    if result.failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("src", type=click.Path(file_okay=False))
+@click.argument("out_dir", metavar="OUT", type=click.Path(file_okay=False))
+@click.option("--n", "n", default=2, show_default=True, type=int, help="Sources per item (2: NN_A/NN_B).")
+@click.option("--blur", type=click.Choice(["gaussian", "disk"]), default="gaussian", show_default=True,
+              help="Defocus PSF.")
+@click.option("--strength", default=2.5, show_default=True, type=float,
+              help="Blur strength (Gaussian sigma or disk radius, pixels) per depth-layer step.")
+@click.option("--scale", default=1, show_default=True, type=int, help="Also downsample the sources by this factor.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed (image k uses seed + k).")
+@click.option("--limit", default=None, type=int, help="Use at most this many images.")
+@friendly
+def synth(src: str, out_dir: str, n: int, blur: str, strength: float, scale: int, seed: int,
+          limit: int | None) -> None:
+    """Make a synthetic multi-focus dataset with ground truth from a SRC folder of all-in-focus images."""
+    from .synthetic import make_dataset
+
+    written = make_dataset(src, out_dir, n=n, scale=scale, blur=blur, strength=strength, seed=seed, limit=limit)
+    items = sum(1 for p in written if p.stem.endswith("_GT"))
+    out.print(f"[green]{items} item(s)[/green] ({len(written)} images) written to [bold]{out_dir}[/bold]")
+
+
 def main() -> None:
     cli(obj={})
 
