@@ -75,3 +75,22 @@ def test_schema_and_env():
     assert r.exit_code == 0 and "focus_measure" in json.loads(r.output)["properties"]
     r = invoke("env")
     assert r.exit_code == 0 and "torch" in json.loads(r.output)["packages"]
+
+
+def test_validate_baseline_specs():
+    root = Path(__file__).resolve().parents[1] / "examples" / "baselines"
+    specs = sorted(root.glob("*.yaml"))
+    assert specs
+    for spec in specs:
+        r = invoke("validate", str(spec), "--set", "inputs=[a.png,b.png]")
+        assert r.exit_code == 0, (spec, r.output)
+
+
+def test_mean_baseline_is_the_mean(pair):
+    import numpy as np
+
+    import fusionkit
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "baselines"
+    r = fusionkit.run(str(root / "mean-bicubic.yaml"), ["scale=1", "colour=rgb"], inputs=pair.inputs, write=False)
+    assert np.allclose(r.fused, np.mean(pair.inputs, axis=0), atol=1e-6)

@@ -398,3 +398,12 @@ def test_both_register_as_focus_measures():
     assert not [f for f in catalog.failures if "focus" in f.plugin]
     for cls in (DoubleReblur, MaxGradient):
         assert cls.kind == "focus_measure" and cls.summary and cls.reference and "\n" not in cls.summary
+
+
+def test_uniform_gives_the_mean():
+    from fusionkit_plugins.focus_measures import Uniform
+
+    images = torch.rand(3, 1, 5, 7)
+    maps = Uniform()(images)
+    assert maps.shape == images.shape and torch.allclose(maps, torch.full_like(images, 1 / 3))
+    assert torch.allclose((maps * images).sum(0), images.mean(0))
