@@ -34,10 +34,12 @@ def main() -> None:
     ap.add_argument("--lr-kernel", default="bicubic", help="resampler that makes the LR inputs")
     ap.add_argument("--iterations", type=int, default=None, help="override DFP iterations")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="override for the DFP spec")
-    ap.add_argument("--dfp-spec", default=str(ROOT / "examples" / "dfp-x2.yaml"))
+    ap.add_argument("--dfp-spec", default=str(ROOT / "examples" / "dfp-x2.yaml"), help="its scale is overridden")
     ap.add_argument("--baseline-spec", default=str(ROOT / "examples" / "two-step-x2.yaml"))
     ap.add_argument("--baseline-set", dest="baseline_overrides", action="append", default=[],
                     help="override for the two-step spec (e.g. decision_embedding.enabled=true)")
+    ap.add_argument("--all-baselines", action="store_true",
+                    help="also run every spec in examples/baselines/ (columns named after each spec)")
     ap.add_argument("--no-dfp", action="store_true", help="only the baselines (fast)")
     ap.add_argument("--tag", default="default", help="label for this configuration in the results")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
@@ -80,6 +82,14 @@ def main() -> None:
         two = run(args.baseline_spec, base_over, inputs=lr, catalog=catalog, write=False)
         row["two_step_seconds"] = round(time.perf_counter() - t0, 2)
         row.update({f"two_step_{k}": v for k, v in score(gt, two.fused).items()})
+        extra = []
+        if args.all_baselines:
+            for spec_path in sorted((ROOT / "examples" / "baselines").glob("*.yaml")):
+                res = run(str(spec_path), [f"scale={args.scale}", "device=cpu"], inputs=lr, catalog=catalog,
+                          write=False)
+                key = spec_path.stem.replace("-", "_")
+                row.update({f"{key}_{k}": v for k, v in score(gt, res.fused).items()})
+                extra.append(f"{spec_path.stem} {row[key + '_psnr']:.2f}")
         up = catalog.get("resampler", "bicubic").cls()
         import torch
 
@@ -90,7 +100,8 @@ def main() -> None:
         dfp_text = "" if args.no_dfp else (f"DFP {row['dfp_psnr']:.2f} dB / {row['dfp_ssim']:.4f} "
                                              f"({row['dfp_seconds']} s, {row['dfp_iterations']} it) | ")
         print(f"{pid}: {dfp_text}two-step {row['two_step_psnr']:.2f} / {row['two_step_ssim']:.4f} "
-              f"({row['two_step_seconds']} s) | mean {row['mean_psnr']:.2f} / {row['mean_ssim']:.4f}", flush=True)
+              f"({row['two_step_seconds']} s) | mean {row['mean_psnr']:.2f} / {row['mean_ssim']:.4f}"
+              + "".join(f" | {e}" for e in extra), flush=True)
         write_results(Path(args.out), rows, vars(args))
     if rows:
         avg = {k: float(np.mean([r[k] for r in rows])) for k in rows[0] if k != "pair"}
@@ -100,6 +111,8 @@ def main() -> None:
                                       f"/{len(rows)} pairs"
         print(f"AVERAGE over {len(rows)} pairs [{args.tag}]: {dfp_text}two-step {avg['two_step_psnr']:.2f} / "
               f"{avg['two_step_ssim']:.4f} | mean {avg['mean_psnr']:.2f} / {avg['mean_ssim']:.4f}{wins}")
+        for key in sorted(k[:-5] for k in avg if k.endswith("_psnr") and k[:-5] not in ("dfp", "two_step", "mean")):
+            print(f"  {key}: {avg[key + '_psnr']:.2f} dB / {avg[key + '_ssim']:.4f}")
 
 
 if __name__ == "__main__":
