@@ -260,13 +260,13 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
         out = forward()
         ctx.output = out
         ctx.output_low = down.down(out, s)
-        parts = [w * fn(ctx) for _, w, fn in terms]
-        total = torch.stack(parts).sum()
+        parts = torch.stack([w * fn(ctx) for _, w, fn in terms])
+        total = parts.sum()
         total.backward()
         opt.step()
         with torch.no_grad():
             values[it, 0] = total.detach()
-            values[it, 1:] = torch.stack([p.detach() for p in parts])
+            values[it, 1:] = parts.detach()
         if it % record_every == 0 or it == iters:
             row = values[it].tolist()
             if not all(math.isfinite(v) for v in row):

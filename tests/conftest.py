@@ -37,3 +37,13 @@ def shared_data(name: str) -> Path:
     if not d.is_dir():
         pytest.skip(f"real data not available: {d} (clone with ../shared beside the checkout)")
     return d
+
+
+def texture(seed: int, size: int = 32, smooth: int = 2) -> np.ndarray:
+    """A smooth random grey texture in [0, 1] (no flat windows), for metric tests."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((size + 2 * smooth, size + 2 * smooth))
+    k = 2 * smooth + 1
+    c = np.cumsum(np.cumsum(np.pad(x, ((1, 0), (1, 0))), 0), 1)
+    box = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
+    return (box - box.min()) / (box.max() - box.min())

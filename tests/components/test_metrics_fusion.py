@@ -21,6 +21,8 @@ from fusionkit.io import read_image
 from fusionkit_plugins.metrics import gradient_info as gi
 from fusionkit_plugins.metrics.gradient_info import MI, QC, QG, QMI, QNCIE, QS, QY
 
+from conftest import texture as shared_texture
+
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 VECTORS = DATA / "metric-vectors"
 
@@ -29,13 +31,7 @@ QG_MAX = 0.9994 / (1 + math.exp(-15 * 0.5)) * 0.9879 / (1 + math.exp(-22 * 0.2))
 
 
 def texture(seed: int, size: int = 32, smooth: int = 2) -> np.ndarray:
-    """A smooth random grey texture in [0, 1] (no flat windows)."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((size + 2 * smooth, size + 2 * smooth))
-    k = 2 * smooth + 1
-    c = np.cumsum(np.cumsum(np.pad(x, ((1, 0), (1, 0))), 0), 1)
-    box = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
-    return (box - box.min()) / (box.max() - box.min())
+    return shared_texture(seed, size, smooth)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,8 @@ from fusionkit_plugins.metrics import perceptual as pm
 from fusionkit_plugins.metrics.perceptual import QCB, QCV, QM, QP, VIF, VIFF
 from fusionkit_plugins.metrics.phase import phase_congruency
 
+from conftest import texture as shared_texture
+
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 VECTORS = DATA / "metric-vectors"
 
@@ -32,13 +34,7 @@ ALL = [QCB, QCV, QP, QM, VIF, VIFF]
 
 
 def texture(seed: int, size: int = 64, smooth: int = 1) -> np.ndarray:
-    """A smooth random grey texture in [0, 1] (no flat windows)."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((size + 2 * smooth, size + 2 * smooth))
-    k = 2 * smooth + 1
-    c = np.cumsum(np.cumsum(np.pad(x, ((1, 0), (1, 0))), 0), 1)
-    box = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
-    return (box - box.min()) / (box.max() - box.min())
+    return shared_texture(seed, size, smooth)
 
 
 def box_blur(x: np.ndarray, r: int = 3) -> np.ndarray:
