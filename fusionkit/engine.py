@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .errors import FusionkitError, PluginError, RunError
 from .imaging import rgb_to_ycbcr, to_luma, ycbcr_to_rgb
-from .interfaces import FocusMeasure, Generator, Loss, LossContext, Resampler
+from .interfaces import FocusMeasure, Fuser, Generator, Loss, LossContext, Resampler
 from .io import Stack
 from .provenance import Timings
 from .registry import Catalog
@@ -164,6 +164,8 @@ def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: Progre
     s = spec.scale
     x = torch.from_numpy(stack.images).permute(0, 3, 1, 2).contiguous().to(device)   # [N, C, h, w]
     n, c, h, w = x.shape
+    if spec.method == "fuser":
+        return _fuse_external(spec, catalog, x, timings, progress, device)
     if spec.colour == "ycbcr" and c == 3:
         ycc = rgb_to_ycbcr(x)
         work, chroma = ycc[:, :1], ycc[:, 1:]
@@ -212,6 +214,30 @@ def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: Progre
         loss_history=history, embedding_history=emb_history, timings=timings.as_dict(), device=str(device),
         stopped_early=stopped,
     )
+
+
+def _fuse_external(spec: PipelineSpec, catalog: Catalog, x: Tensor, timings: Timings,
+                   progress: ProgressCallback, device: torch.device) -> FusionOutcome:
+    """``method: fuser``: a complete fuser at the inputs' resolution, then the upsampler (a baseline; no maps)."""
+    fuser: Fuser = build(catalog, "fuser", spec.fuser)
+    reason = type(fuser).unavailable()
+    if reason:
+        raise RunError(f"the fuser {spec.fuser.name!r} cannot run here: {reason}",
+                       "install what it needs, or choose another method (e.g. `method: composite`)")
+    n, c, h, w = x.shape
+    with timings.stage("fusion"):
+        progress(ProgressEvent("fusion", 0, 1))
+        with torch.no_grad():
+            low = fuser(x.cpu()).to(device=device, dtype=torch.float32)
+            if tuple(low.shape) != (1, c, h, w):
+                raise PluginError(f"the fuser {spec.fuser.name!r} returned shape {tuple(low.shape)}, "
+                                  f"expected {(1, c, h, w)}", "this is a bug in the plugin; report it to its authors")
+            up: Resampler = build(catalog, "resampler", spec.upsampler)
+            fused = up.up(low, spec.scale).clamp(0, 1)
+        progress(ProgressEvent("fusion", 1, 1))
+    empty = np.zeros((0, h, w), np.float32)
+    return FusionOutcome(fused=fused[0].permute(1, 2, 0).float().cpu().numpy(), maps=empty, initial_maps=empty,
+                         timings=timings.as_dict(), device=str(device))
 
 
 def generator_input(spec: PipelineSpec, work: Tensor, up: Resampler) -> Tensor:

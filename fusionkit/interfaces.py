@@ -13,6 +13,7 @@ or specs: they get plain tensors and a validated ``Params`` instance.
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -150,6 +151,63 @@ class Metric(Component):
     def __call__(self, fused: Any, sources: Any, reference: Any = None) -> float: ...
 
 
+class Fuser(Component):
+    """A complete fuser, usually an external program, used as a baseline beside DFP.
+
+    ``__call__(images[N,C,H,W]) -> fused[1,C,H,W]``: the fused image at the inputs' resolution, values in [0, 1];
+    C is 1 or 3 (RGB, the inputs as given: an external program does its own colour handling). The pipeline
+    upsamples the result with the spec's ``upsampler``. ``unavailable()`` returns why the fuser cannot run here
+    (e.g. its program is not installed) or ``None``: pipelines are validated without running it, and a run that
+    needs an unavailable fuser fails before any work with that reason.
+    """
+
+    kind = "fuser"
+
+    def __init__(self, params: Params | dict | None = None, **overrides: Any):
+        self._init_params(params, overrides)
+
+    @classmethod
+    def unavailable(cls) -> str | None:
+        return None
+
+    @abstractmethod
+    def __call__(self, images: Tensor) -> Tensor: ...
+
+
+class FocalStack:
+    """What a light-field source returns: N refocused images and how they were made.
+
+    ``images``: ``[N, C, H, W]`` float32 in [0, 1] (C = 1 or 3, RGB); ``disparities``: the N refocus disparities,
+    in pixels per view step at the views' original resolution; ``bit_depth``: 8 or 16, as the views were (what
+    outputs are written with when ``bit_depth: auto``); ``info``: JSON-able facts for the manifest (grid, centre
+    view, views used, downsampling).
+    """
+
+    def __init__(self, images: Tensor, disparities: list[float], bit_depth: int = 8, info: dict | None = None):
+        self.images = images
+        self.disparities = [float(d) for d in disparities]
+        self.bit_depth = bit_depth
+        self.info = dict(info or {})
+
+
+class LightFieldSource(Component):
+    """Turns one light-field capture into a focal stack: ``__call__(folder) -> FocalStack``.
+
+    This is the one kind that reads files. A light field is not one image but a folder of sub-aperture views
+    whose names carry their grid positions, and the layout conventions (naming, ordering, flips) belong to the
+    source, not to the pipeline. A source must raise :class:`~fusionkit.errors.InputError` with the fix for any
+    problem with the folder (missing views, sizes that differ), and return at least two refocused images.
+    """
+
+    kind = "light_field"
+
+    def __init__(self, params: Params | dict | None = None, **overrides: Any):
+        self._init_params(params, overrides)
+
+    @abstractmethod
+    def __call__(self, folder: "str | os.PathLike") -> FocalStack: ...
+
+
 class UnsupportedInput(FusionkitError):
     """A component was given inputs it cannot handle (e.g. N > 2 for a pairwise-only measure)."""
 
@@ -161,5 +219,7 @@ KINDS: dict[str, type[Component]] = {
     "resampler": Resampler,
     "loss": Loss,
     "metric": Metric,
+    "fuser": Fuser,
+    "light_field": LightFieldSource,
 }
 

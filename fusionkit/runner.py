@@ -96,9 +96,11 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
     spec = resolved.spec
     used = {("focus_measure", spec.focus_measure.name), ("resampler", spec.downsampler.name),
             ("resampler", spec.upsampler.name)}
+    if spec.method == "fuser":
+        used = {("fuser", spec.fuser.name), ("resampler", spec.upsampler.name)}
     if spec.method == "dfp":
         used |= {("generator", spec.generator.name)} | {("loss", t.name) for t in spec.losses}
-    if spec.decision_embedding.enabled:
+    if spec.decision_embedding.enabled and spec.method != "fuser":
         used |= {("generator", spec.decision_embedding.generator.name), ("loss", spec.decision_embedding.loss.name)}
     components = {f"{k}:{n}": {"dist": catalog.get(k, n).dist, "version": catalog.get(k, n).version}
                   for k, n in sorted(used)}

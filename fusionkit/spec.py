@@ -75,9 +75,10 @@ class PipelineSpec(_Strict):
     scale: int = Field(2, ge=1, le=8, description="super-resolution factor s (1 = fusion only)")
     colour: Literal["ycbcr", "rgb"] = Field(
         "ycbcr", description="ycbcr: fuse BT.601 luma, compose chroma from the decision maps; rgb: fuse all channels")
-    method: Literal["dfp", "composite"] = Field(
+    method: Literal["dfp", "composite", "fuser"] = Field(
         "dfp", description="dfp: optimise a generator (Algorithm 1); composite: sum_i m_i x_i at low resolution, "
-                           "then the upsampler (the classical two-step baseline)")
+                           "then the upsampler (the classical two-step baseline); fuser: a complete fuser "
+                           "(e.g. enfuse) at low resolution, then the upsampler")
     focus_measure: ComponentRef = Field(
         default_factory=lambda: ComponentRef(name="double_reblur"),
         description="the focus measure that gives the initial decision maps (kind focus_measure)")
@@ -88,6 +89,8 @@ class PipelineSpec(_Strict):
         description="the generator optimised by Algorithm 1 (kind generator); used when method is dfp")
     downsampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="lanczos2"),
                                       description="differentiable resampler inside the loss")
+    fuser: ComponentRef | None = Field(
+        None, description="the fuser used when method is fuser (kind fuser), e.g. `{name: enfuse}`")
     upsampler: ComponentRef = Field(default_factory=lambda: ComponentRef(name="bicubic"),
                                     description="resampler for the generator input, chroma and the composite method")
     losses: list[LossTerm] = Field(default_factory=lambda: [

@@ -48,6 +48,7 @@ COMPONENT_SLOTS: dict[tuple[str, ...], str] = {
     ("decision_embedding", "loss"): "loss",
     ("downsampler",): "resampler",
     ("upsampler",): "resampler",
+    ("fuser",): "fuser",
 }
 
 _MISSING = object()
@@ -464,8 +465,11 @@ def _overlay(defaults: Any, raw: Any) -> Any:
 
 def _slots(view: dict) -> list[tuple[tuple, str]]:
     """The component references that this spec actually uses, with their kinds."""
+    method = view.get("method")
+    if method == "fuser":  # a complete fuser replaces the focus measure, the embedding and the generator
+        return [(("fuser",), "fuser"), (("upsampler",), "resampler")]
     out: list[tuple[tuple, str]] = [(("focus_measure",), "focus_measure")]
-    if view.get("method") != "composite":
+    if method != "composite":
         out.append((("generator",), "generator"))
     emb = view.get("decision_embedding")
     if isinstance(emb, dict) and emb.get("enabled") is not False:
@@ -524,6 +528,10 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
             hint = ("list the images in the spec, e.g. `inputs: [near.png, far.png]` (paths relative to the spec "
                     "file), or on the command line: --set inputs=[near.png,far.png]")
         ctx.add(("inputs",), f"fusion needs at least 2 input images, got {len(inputs)}", hint)
+    if view.get("method") == "fuser" and not isinstance(view.get("fuser"), dict):
+        ctx.add(("fuser",), "method 'fuser' needs a fuser, got none",
+                "name one, e.g. `fuser: {name: enfuse}` (see `fusionkit plugins list --kind fuser`), "
+                "or use `method: composite` for the two-step baseline")
     losses = view.get("losses")
     if view.get("method", "dfp") == "dfp" and isinstance(losses, list) and not losses:
         ctx.add(("losses",), "method 'dfp' needs at least one loss term, got none",

@@ -26,6 +26,8 @@ KIND_TEXT = {
     "resampler": ("Resamplers", "`downsampler`, `upsampler`"),
     "loss": ("Losses", "`losses[*]`, `decision_embedding.loss`"),
     "metric": ("Metrics", "`fusionkit eval` metrics lists"),
+    "fuser": ("Fusers (external baselines)", "`fuser`, with `method: fuser`"),
+    "light_field": ("Light-field sources", "`light_field`, instead of `inputs` (see [light-fields.md](light-fields.md))"),
 }
 
 HEADER = """\

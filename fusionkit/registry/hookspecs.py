@@ -42,6 +42,16 @@ def register_metrics(register):
     """Call ``register(cls)`` for each :class:`fusionkit.interfaces.Metric` subclass."""
 
 
+@hookspec
+def register_fusers(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.Fuser` subclass (complete external fusers)."""
+
+
+@hookspec
+def register_light_fields(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.LightFieldSource` subclass."""
+
+
 #: kind -> name of the hook that registers it
 HOOK_FOR_KIND = {
     "focus_measure": "register_focus_measures",
@@ -49,4 +59,6 @@ HOOK_FOR_KIND = {
     "resampler": "register_resamplers",
     "loss": "register_losses",
     "metric": "register_metrics",
+    "fuser": "register_fusers",
+    "light_field": "register_light_fields",
 }

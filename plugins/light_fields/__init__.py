@@ -1,0 +1,1 @@
+"""Light-field sources: sub-aperture views refocused into a focal stack."""
