@@ -13,7 +13,8 @@ For each scale S in ``--scales`` and each method, ``fusionkit.evaluation.evaluat
 downsampler=--lr-kernel)`` runs into ``OUT/x{S}/{method}/``; rerunning the same command resumes (items already
 ``ok`` are skipped). Methods: ``dfp`` (``examples/dfp-x2.yaml`` with ``scale=S``; ``--iterations`` and
 ``--embedding-iterations`` override its budgets) and the baselines ``two-step-bicubic``, ``two-step-lanczos3``,
-``mean-bicubic`` (``examples/baselines/``). Every method runs with ``device=cpu`` unless ``--device`` says otherwise.
+``mean-bicubic``, ``enfuse-bicubic`` (``examples/baselines/``; enfuse is left out of the default list when the
+program is not installed). Every method runs with ``device=cpu`` unless ``--device`` says otherwise.
 Since ``evaluate`` does not compare overrides when resuming, this script records its own settings per method folder
 (``bench.json``) and refuses to resume one made with different settings.
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,6 +47,7 @@ METHODS = {
     "two-step-bicubic": ROOT / "examples" / "baselines" / "two-step-bicubic.yaml",
     "two-step-lanczos3": ROOT / "examples" / "baselines" / "two-step-lanczos3.yaml",
     "mean-bicubic": ROOT / "examples" / "baselines" / "mean-bicubic.yaml",
+    "enfuse-bicubic": ROOT / "examples" / "baselines" / "enfuse-bicubic.yaml",  # needs the enfuse program
 }
 # The DFP paper's Table 1, MFI-WHU, DFP row (lower is better for all five).
 PAPER_DFP = {
@@ -161,7 +164,9 @@ def main() -> None:
     ap.add_argument("--embedding-iterations", type=int, default=None,
                     help="override DFP's decision-embedding iterations (spec: 500)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra override for the DFP spec")
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    have_enfuse = shutil.which("enfuse") is not None
+    ap.add_argument("--methods", nargs="+", choices=list(METHODS),
+                    default=[m for m in METHODS if have_enfuse or not m.startswith("enfuse")])
     ap.add_argument("--lr-kernel", default="bicubic", help="resampler whose `down` makes the LR inputs")
     ap.add_argument("--device", default="cpu", help="device override for every method (cpu, cuda, auto)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
