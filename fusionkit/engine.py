@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .chunking import nbytes_per_slice, slice_chunks, weighted_sum
 from .errors import FusionkitError, PluginError, RunError
 from .imaging import rgb_to_ycbcr, to_luma, ycbcr_to_rgb
 from .interfaces import FocusMeasure, Fuser, Generator, Loss, LossContext, Resampler
@@ -151,7 +152,9 @@ def embed_decision(spec: PipelineSpec, catalog: Catalog, luma: Tensor, maps: Ten
     if n == 2:
         first = (m_hat[0] > 0.5).float()
         return torch.stack([first, 1.0 - first])
-    return torch.nn.functional.one_hot(m_hat.argmax(0)[0], n).permute(2, 0, 1).unsqueeze(1).float()
+    # one-hot by comparison with the slice index: no int64 [h, w, N] temporary (one_hot's) for big stacks
+    k = torch.arange(n, device=m_hat.device).view(n, 1, 1, 1)
+    return (k == m_hat.argmax(0, keepdim=True)).float()
 
 
 def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: ProgressCallback | None = None,
@@ -166,6 +169,7 @@ def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: Progre
     n, c, h, w = x.shape
     if spec.method == "fuser":
         return _fuse_external(spec, catalog, x, timings, progress, device)
+    check_stack_memory(n, c, h, w, device)
     if spec.colour == "ycbcr" and c == 3:
         ycc = rgb_to_ycbcr(x)
         work, chroma = ycc[:, :1], ycc[:, 1:]
@@ -193,7 +197,7 @@ def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: Progre
     stopped = None
     with timings.stage("fusion"):
         with torch.no_grad():
-            composite = (maps * work).sum(0, keepdim=True)                     # Σ m_i x_i at low resolution
+            composite = weighted_sum(maps, work)                               # Σ m_i x_i at low resolution
         if spec.method == "composite":
             with torch.no_grad():
                 fused = up.up(composite, s).clamp(0, 1)
@@ -204,7 +208,7 @@ def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: Progre
     with timings.stage("chroma"):
         with torch.no_grad():
             if chroma is not None:
-                cbcr = up.up((maps * chroma).sum(0, keepdim=True), s)
+                cbcr = up.up(weighted_sum(maps, chroma), s)
                 rgb = ycbcr_to_rgb(torch.cat([fused, cbcr], dim=1))
             else:
                 rgb = fused.clamp(0, 1)
@@ -240,6 +244,47 @@ def _fuse_external(spec: PipelineSpec, catalog: Catalog, x: Tensor, timings: Tim
                          timings=timings.as_dict(), device=str(device))
 
 
+#: float32 copies of one [1, h, w] slice the engine keeps or makes per slice, besides the inputs' own channels:
+#: YCbCr (3), luma (1), the measure's and the final maps (2), the measure's strengths (1), and the decision
+#: embedding's per-iteration N-channel output, soft maps, loss terms and gradients (about 6).
+_PER_SLICE_COPIES = 13
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Free bytes on ``device`` (CUDA: the driver's free memory; CPU: Linux MemAvailable), or None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def stack_memory(n: int, c: int, h: int, w: int) -> int:
+    """Bytes the stages hold that grow with N (the generator's activations do not, and are not counted)."""
+    return (c + _PER_SLICE_COPIES) * n * h * w * 4
+
+
+def check_stack_memory(n: int, c: int, h: int, w: int, device: torch.device) -> None:
+    """Fail before any work, with a fix, when the N-dependent part of a run cannot fit in free memory (instead
+    of an out-of-memory crash minutes later). Temporaries are chunked (fusionkit.chunking), so this part is
+    linear in N with a per-slice cost of about ``(C + 13) * h * w * 4`` bytes."""
+    need, free = stack_memory(n, c, h, w), available_memory(device)
+    if free is None or need <= free:
+        return
+    per = stack_memory(1, c, h, w)
+    fit = max(2, free // per)
+    raise RunError(
+        f"a stack of {n} slices of {w}x{h} needs about {need / 2**30:.1f} GiB of {device.type} memory for its "
+        f"inputs, maps and per-slice temporaries, but only {free / 2**30:.1f} GiB is free",
+        f"fuse at most about {fit} slices (e.g. keep one slice in every {-(-n // fit)} of the focal stack), crop "
+        "the images into tiles, or run on a device with more memory")
+
+
 def generator_input(spec: PipelineSpec, work: Tensor, up: Resampler) -> Tensor:
     """The fixed input z: the mean of the upsampled inputs (released code), or scaled uniform noise (DIP)."""
     g = spec.generator
@@ -247,7 +292,15 @@ def generator_input(spec: PipelineSpec, work: Tensor, up: Resampler) -> Tensor:
     if g.input == "noise":
         return torch.rand(1, g.noise_channels, h * spec.scale, w * spec.scale, device=work.device) * g.noise_scale
     with torch.no_grad():
-        return up.up(work, spec.scale).mean(0, keepdim=True).clamp(0, 1)
+        chunks = slice_chunks(n, nbytes_per_slice(work, spec.scale))
+        if len(chunks) == 1:
+            return up.up(work, spec.scale).mean(0, keepdim=True).clamp(0, 1)
+        # a big stack: never hold all N upsampled slices at once (N x s^2 x the stack), sum them chunk by chunk
+        total = None
+        for ch in chunks:
+            part = up.up(work[ch], spec.scale).sum(0, keepdim=True)
+            total = part if total is None else total + part
+        return (total / n).clamp(0, 1)
 
 
 def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, composite: Tensor,

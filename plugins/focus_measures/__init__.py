@@ -1,7 +1,8 @@
 """fusionkit's built-in focus measures (import name ``fusionkit_plugins.focus_measures``), registered through the
 ``fusionkit`` entry-point group.
 
-- ``double_reblur``: Deep Fusion Prior's DoubleReblur (Eqs. 11-19), two inputs, binary maps;
+- ``double_reblur``: Deep Fusion Prior's DoubleReblur (Eqs. 11-19), a pair as in the paper or a stack of N >= 3
+  (each slice against the strongest other), binary maps;
 - ``max_gradient``: UDPNet's maximal-gradient rule (Eq. 3), any number of inputs, binary maps;
 - ``uniform``: equal weights 1/N (the mean-of-inputs baseline).
 """

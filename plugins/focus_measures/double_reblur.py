@@ -178,7 +178,8 @@ def largest_region_fill(d: np.ndarray) -> np.ndarray:
 # -- the component -----------------------------------------------------------------------------------------------------
 
 class DoubleReblur(FocusMeasure):
-    """DFP's DoubleReblur for a pair of inputs: binary maps, ``maps[0] = 1`` where input 0 is in focus.
+    """DFP's DoubleReblur: binary maps, ``maps[0] = 1`` where input 0 is in focus; a pair as in the paper, and
+    stacks of ``N >= 3`` by the rule at the end of this docstring.
 
     Input 0 is the paper's foreground input ``i_f``, input 1 the background input ``i_b``. The steps, each a
     function of this module:
@@ -239,13 +240,31 @@ class DoubleReblur(FocusMeasure):
     ours; thresholds here are on our scale, so the code's ``t = 0.018`` corresponds to about ``0.021`` with
     ``decision="absolute"``. (With ``decision="contrast"`` ``t`` is relative and the scale does not matter.)
 
-    Only ``N = 2`` is supported: N > 2 raises :class:`~fusionkit.interfaces.UnsupportedInput` (use
-    ``max_gradient`` for stacks). The maps are computed with numpy/OpenCV on the CPU and returned on the input's
-    device; :meth:`stages` returns every intermediate for inspection.
+    **N >= 3 inputs (a focal stack; not in the paper, whose DoubleReblur is a fore/back pair).** ``N = 2`` runs the
+    pairwise rule above, unchanged. For ``N >= 3`` every slice competes against the strongest of the others:
+
+    1. one kernel for the whole stack, Eqs. (12)-(14) between the two *extreme* slices (input 0 as ``i_f``, input
+       ``N-1`` as ``i_b``; for ``N = 2`` this is the pair's kernel), and Eqs. (15)-(16) for every slice;
+    2. ``decision="contrast"``: ``S_k = box_w(s_k)``; the winner ``k* = argmax_k S_k`` claims the pixel when its
+       contrast against the runner-up, ``(S_(1) - S_(2)) / (S_(1) + S_(2) + 1e-6)``, exceeds ``t`` (the pair's
+       ``c`` for the winner, so ``t`` means the same). ``decision="absolute"``: slice ``k`` claims ``s_k > t``;
+    3. Eq. (18) closes each slice's claim; Eq. (19) with ``largest_region`` fills each slice's holes but does
+       **not** keep only its largest region: a slice's in-focus depth band is usually several regions. Measured on
+       ``fusionkit.synthetic.make_stack`` stacks (96x96, astronaut/camera/coffee/rocket, 2 seeds, blur 2.5 per
+       layer step): the fraction of pixels labelled with their true layer is 0.859 (N=3) / 0.762 (N=5) with holes
+       filled, 0.844 / 0.762 keeping the largest region, and 0.858 / 0.761 for the bare argmax; variant ``code``:
+       0.930 / 0.827 (largest region 0.911 / 0.818); ``max_gradient`` (window 7): 0.784 / 0.699;
+    4. the claims are made a partition: a pixel claimed by several slices goes to the one with the largest
+       ``S_k``, an unclaimed pixel to ``argmax_k S_k``, so the maps stay binary and sum to 1.
+
+    Slices are processed one at a time (only ``S``, ``[N,H,W]`` float32, is kept), so memory is linear in N.
+    The maps are computed with numpy/OpenCV on the CPU and returned on the input's device; :meth:`stages` returns
+    every intermediate for inspection.
     """
 
     name = "double_reblur"
-    summary = "DFP's DoubleReblur: PSF + Gaussian reblur, threshold, closing, largest region (2 inputs, binary)"
+    summary = ("DFP's DoubleReblur: PSF + Gaussian reblur, threshold, closing, largest region (N >= 2; a stack: "
+               "each slice against the strongest other; binary)")
     reference = ("Deep Fusion Prior (DFP), Sec. 3.2.2 'DoubleReblur', Eqs. (11)-(19), parameters "
                  "[k_g, k_d, k_e, t, f] = [5, 3, 3, 0.01, 1]; variant 'code' follows the released "
                  "GuYuanjie/DeepFusionPrior utils/image_io.py (cmp_PSF, clear_segmetation)")
@@ -263,7 +282,8 @@ class DoubleReblur(FocusMeasure):
                                  "0.01). decision='absolute': on fusionkit's full-range luma scale; "
                                  "decision='contrast': a relative margin on the normalised contrast in [-1, 1]")
         largest_region: bool = Field(True, description="f of Eq. (19): keep the largest connected region and fill "
-                                     "its holes (paper default true)")
+                                     "its holes (paper default true); for N >= 3 each slice's holes are filled but "
+                                     "all its regions kept")
         psf_radius: int = Field(5, ge=1, le=32, description="r: the estimated kernel is the central (2r-1)x(2r-1) "
                                 "crop of the inverse transform (5 -> 9x9, the released code)")
         eps: float = Field(1e-3, gt=0.0, le=1e3, description="Wiener regularisation of the spectral ratio: "
@@ -288,13 +308,16 @@ class DoubleReblur(FocusMeasure):
             return require_odd(v, info.field_name)
 
     def stages(self, images: Tensor) -> dict[str, np.ndarray | int]:
-        """Every intermediate of the pipeline for a pair ``[2,1,H,W]``: ``psf`` (Eq. 14), ``reblurred`` (Eq. 15,
+        """Every intermediate of the pipeline. For a pair ``[2,1,H,W]``: ``psf`` (Eq. 14), ``reblurred`` (Eq. 15,
         ``[2,H,W]``; for ``decision='absolute'`` only the reblurred image is meaningful), ``sharpness`` (Eq. 16,
         ``[2,H,W]``), ``score`` (what Eq. 17 thresholds: the contrast, or the one image's sharpness), ``decision``
         (Eq. 17), ``closed`` (Eq. 18), ``region`` (Eq. 19, or ``closed`` when ``largest_region`` is off) and
-        ``owner`` (the input whose map ``region`` is)."""
-        check_stack(images, self.name, exactly=2,
-                    hint="use max_gradient for stacks of 3 or more inputs")
+        ``owner`` (the input whose map ``region`` is). For ``N >= 3`` the same keys with ``decision``, ``closed``
+        and ``region`` ``[N,H,W]`` (one claim per slice), ``score`` the ``[N,H,W]`` strengths ``S_k`` that the
+        slices compare, and ``label`` ``[H,W]``, the slice each pixel goes to (``owner`` is -1)."""
+        check_stack(images, self.name)
+        if images.shape[0] > 2:
+            return self._stack(images, keep=True)
         p = self.params
         x = to_numpy(images)
         paper = p.variant == "paper"
@@ -318,7 +341,66 @@ class DoubleReblur(FocusMeasure):
         return {"psf": psf, "reblurred": reblurred, "sharpness": s, "score": score, "decision": d,
                 "closed": closed, "region": region, "owner": owner}
 
+    def _stack(self, images: Tensor, keep: bool) -> dict[str, np.ndarray | int]:
+        """The ``N >= 3`` rule (class docstring). ``keep=False`` keeps only what the maps need (``S``, the claims
+        as they are resolved), one slice at a time, so peak memory is ``S`` plus a few ``H x W`` arrays."""
+        p = self.params
+        n = images.shape[0]
+        paper = p.variant == "paper"
+        first, last = to_numpy(images[:1])[0], to_numpy(images[n - 1:])[0]
+        if paper:   # the extreme slices as the pair (i_f, i_b) of Eq. (11)
+            psf = estimate_psf(last, first, p.psf_radius, p.eps, p.spectral_lowpass, normalise=True)
+        else:
+            psf = estimate_psf(first, last, p.psf_radius, p.eps, p.spectral_lowpass, normalise=False)
+        del first, last
+        h, w = images.shape[2:]
+        strength = np.empty((n, h, w), np.float32)
+        kept: dict[str, list] = {"reblurred": [], "sharpness": []}
+        for k in range(n):                                   # Eqs. (15)-(16), one slice at a time
+            xk = to_numpy(images[k:k + 1])[0]
+            rk = reblur(xk, psf, convolve=paper)
+            sk = (sharpness_paper(rk, p.gaussian_kernel, p.gaussian_sigma) if paper
+                  else sharpness_code(xk, rk, p.gaussian_kernel, p.gaussian_sigma))
+            if p.decision == "contrast" and p.contrast_window > 1:
+                strength[k] = cv2.blur(sk, (p.contrast_window, p.contrast_window), borderType=cv2.BORDER_REFLECT_101)
+            else:
+                strength[k] = sk
+            if keep:
+                kept["reblurred"].append(rk)
+                kept["sharpness"].append(sk)
+        winner = strength.argmax(0)
+        if p.decision == "contrast":                        # Eq. (17) on the winner's contrast to the runner-up
+            top2 = np.partition(strength, n - 2, axis=0)[n - 2:]
+            margin = (top2[1] - top2[0]) / (top2[1] + top2[0] + _CONTRAST_FLOOR)
+            claimable = margin > p.threshold
+            del top2, margin
+        best = np.full((h, w), -np.inf, np.float32)        # strength of the current owner; -inf: unclaimed
+        label = winner.copy()
+        stages: dict[str, list] = {"decision": [], "closed": [], "region": []}
+        for k in range(n):                                   # Eqs. (17)-(19) per slice, claims resolved as we go
+            d = (claimable & (winner == k)) if p.decision == "contrast" else threshold(strength[k], p.threshold)
+            closed = close(d, p.dilate, p.erode)
+            region = fill_holes(closed) if p.largest_region else closed
+            take = region & (strength[k] > best)
+            label[take] = k
+            best[take] = strength[k][take]
+            if keep:
+                for key, value in (("decision", d), ("closed", closed), ("region", region)):
+                    stages[key].append(value)
+        # unclaimed pixels (best == -inf) keep label = winner, the argmax of S
+        out: dict[str, np.ndarray | int] = {"psf": psf, "label": label, "owner": -1, "score": strength}
+        if keep:
+            out.update({key: np.stack(v) for key, v in {**kept, **stages}.items()})
+        return out
+
     def __call__(self, images: Tensor) -> Tensor:
+        check_stack(images, self.name)
+        n = images.shape[0]
+        if n > 2:
+            label = self._stack(images, keep=False)["label"]
+            maps = np.zeros((n, *label.shape), np.float32)
+            np.put_along_axis(maps, label[None], 1.0, axis=0)
+            return to_maps(maps, images)
         st = self.stages(images)
         m = st["region"].astype(np.float32)
         maps = np.stack([m, 1.0 - m]) if st["owner"] == 0 else np.stack([1.0 - m, m])

@@ -26,6 +26,21 @@ def _same_source(ref: Tensor, version: int, src: Tensor) -> bool:
             and _version(src) == version)
 
 
+def cached_from_inputs_and_maps(ctx: LossContext, key: Hashable, compute: Callable[[Tensor, Tensor], object]):
+    """``compute(ctx.inputs, ctx.maps)``, computed once per run (no autograd) and kept in ``ctx.cache[key]``;
+    recomputed when either tensor is replaced or modified in place (the same checks as
+    :func:`cached_from_inputs`)."""
+    src, maps = ctx.inputs, ctx.maps
+    entry = ctx.cache.get(key)
+    if (entry is not None and _same_source(entry[0], entry[1], src)
+            and _same_source(entry[2], entry[3], maps)):
+        return entry[4]
+    with torch.no_grad():
+        value = compute(src, maps)
+    ctx.cache[key] = (src, _version(src), maps, _version(maps), value)
+    return value
+
+
 def cached_from_inputs(ctx: LossContext, key: Hashable, compute: Callable[[Tensor], Tensor]) -> Tensor:
     """``compute(ctx.inputs)``, computed once per run and kept in ``ctx.cache[key]``.
 

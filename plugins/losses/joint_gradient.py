@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import Field
 from torch import Tensor
 
+from fusionkit.chunking import nbytes_per_slice, slice_chunks
 from fusionkit.filters import laplacian
 from fusionkit.imaging import to_luma
 from fusionkit.interfaces import Loss, LossContext, Params
@@ -57,8 +59,15 @@ class JointGradientLoss(Loss):
 
     def target(self, ctx: LossContext) -> Tensor:
         """``max_i lap(Y(I_i))`` as ``[1,1,H,W]`` (magnitudes in ``"code"`` mode), cached in ``ctx.cache``."""
-        return cached_from_inputs(
-            ctx, self._cache_key(), lambda inputs: self._lap(to_luma(inputs)).amax(dim=0, keepdim=True))
+        return cached_from_inputs(ctx, self._cache_key(), self._max_lap)
+
+    def _max_lap(self, inputs: Tensor) -> Tensor:
+        """The maximum over slices, by slice chunks (a maximum is exact in any order)."""
+        out = None
+        for c in slice_chunks(inputs.shape[0], nbytes_per_slice(inputs)):
+            part = self._lap(to_luma(inputs[c])).amax(dim=0, keepdim=True)
+            out = part if out is None else torch.maximum(out, part)
+        return out
 
     def __call__(self, ctx: LossContext) -> Tensor:
         x = ctx.output_low
