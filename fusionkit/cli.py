@@ -341,6 +341,123 @@ def synth(src: str, out_dir: str, n: int, blur: str, strength: float, scale: int
     out.print(f"[green]{items} item(s)[/green] ({len(written)} images) written to [bold]{out_dir}[/bold]")
 
 
+
+@cli.command()
+@click.argument("ablation", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a spec value in every variant (applied last), e.g. --set iterations=200")
+@click.option("--dry-run", is_flag=True, help="Validate every variant and print the variant table; run nothing.")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default=None,
+              help="local: this machine; dask: a dask.distributed cluster (default: the file's, else local).")
+@click.option("--workers", type=int, default=None,
+              help="local: worker processes (1 = sequential); dask without --scheduler: local cluster workers.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask).")
+@click.option("--threads", type=int, default=None, help="Torch threads per run (default: cores // workers).")
+@click.option("--out", "out_dir", default=None,
+              help="Study folder (default: runs/ablation-NAME). Rerun with the same folder to resume.")
+@click.option("--limit", type=int, default=None, help="Use only the first N dataset items.")
+@click.option("--max-runs", type=int, default=None, help="Stop after N runs (rerun to resume).")
+@friendly
+def ablate(ablation: str, overrides: tuple[str, ...], dry_run: bool, executor: str | None, workers: int | None,
+           scheduler: str | None, threads: int | None, out_dir: str | None, limit: int | None,
+           max_runs: int | None) -> None:
+    """Run an ablation study: every variant of ABLATION (YAML) on every dataset item, ranked (docs/ablation.md)."""
+    from rich.markup import escape
+
+    from .ablation import check_resume, default_out_dir, load_ablation, run_study
+    from .errors import InputError
+    from .registry import default_catalog
+
+    for flag, value in (("--workers", workers), ("--threads", threads), ("--limit", limit), ("--max-runs", max_runs)):
+        if value is not None and value < 1:
+            raise click.UsageError(f"{flag} must be 1 or more, got {value}")
+    plan = load_ablation(ablation, overrides, catalog=default_catalog(), limit=limit)
+    target = Path(out_dir) if out_dir else default_out_dir(plan)
+    if scheduler and executor is None:
+        executor = "dask"
+    if dry_run:
+        from .ablation.spec import label_value
+
+        named = bool(plan.spec.variants)  # the patch says more than the name only for named variants
+        table = Table(title=f"ablation {plan.spec.name}: {len(plan.variants)} variant(s)")
+        for col in ("#", "variant", "label", "folder") + (("patch",) if named else ()):
+            table.add_column(col, overflow="fold")
+        for i, v in enumerate(plan.variants, 1):
+            patch = (Text(", ".join(f"{k}={label_value(x)}" for k, x in v.patch) or "(the base)"),) if named else ()
+            table.add_row(str(i), Text(v.name), Text(v.short), Text(v.slug), *patch)
+        out.print(table)
+        common = [f"{k}={label_value(x)}" for k, x in plan.spec.overrides.items()] + list(plan.cli_overrides)
+        if common:
+            out.print(Text("every variant: " + " ".join(common)))
+        out.print(f"{len(plan.variants)} variant(s) x {len(plan.items)} stack(s) = [bold]{plan.n_runs} run(s)[/bold]; "
+                  f"protocol {plan.protocol} x{plan.scale}; metrics {', '.join(plan.metrics)}")
+        try:
+            done = check_resume(target, plan)
+            note = f"; {done} already done there (would resume)" if done else ""
+        except InputError as exc:
+            note = f" — but it would be refused: {exc.message}"
+        out.print(Text(f"study folder: {target.resolve()}{note}"))
+        out.print("[green]every variant is valid[/green] (dry run: nothing was run)")
+        return
+
+    bar = Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(),
+                   TextColumn("{task.completed:>5}/{task.total:<5}"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=err)
+    with bar:
+        study_task = bar.add_task("study", total=plan.n_runs, note="")
+        shorts = {v.name: v.short for v in plan.variants}
+        run_task_id = None
+
+        def on_study(event) -> None:
+            note = ""
+            if event.record is not None:
+                r = event.record
+                note = escape(f"last: {shorts.get(r['variant'], r['variant'])} / {r['item']} {r['status']} "
+                              f"({r.get('seconds', 0):.1f} s)")
+            bar.update(study_task, completed=event.done, total=max(event.total, 1), note=note)
+
+        def on_run(event) -> None:
+            nonlocal run_task_id
+            if run_task_id is None:
+                run_task_id = bar.add_task("run", total=1, note="")
+            bar.update(run_task_id, completed=event.iteration, total=max(event.total, 1), note=event.stage)
+
+        result = run_study(plan, target, executor=executor, workers=workers, scheduler=scheduler, threads=threads,
+                           max_runs=max_runs, progress=on_study, run_progress=on_run)
+    metrics = list(result.table["metrics"])
+    out.print(f"full variant names and tables: {result.out_dir / 'summary.md'}")
+    table = Table(title=f"ablation {plan.spec.name}: protocol {plan.protocol} x{plan.scale}, "
+                        f"{len(plan.items)} stack(s), mean ± std")
+    table.add_column("variant", overflow="fold")
+    for m in metrics:
+        table.add_column(f"{m} {'↑' if result.table['metrics'][m]['higher_is_better'] else '↓'}", justify="right")
+    table.add_column("ARank ↓", justify="right")
+    table.add_column("ok", justify="right")
+    for row in result.table["variants"]:
+        cells = [("" if row["metrics"][m]["mean"] is None else
+                  f"{_num(row['metrics'][m]['mean'])} ± {_num(row['metrics'][m]['std'])}") for m in metrics]
+        ar = "" if row["arank"] is None else f"{row['arank']:.2f}"
+        style = "bold green" if row["variant"] == result.table["best"] else None
+        table.add_row(Text(shorts[row["variant"]]), *cells, ar, f"{row['ok']}/{row['runs']}", style=style)
+    out.print(table)
+    if result.skipped:
+        out.print(f"resumed: {len(result.skipped)} run(s) already done were skipped")
+    if result.pending:
+        out.print(f"stopped after {len(result.ran)} run(s) (--max-runs); {result.pending} left: rerun to resume")
+    for r in result.failed:
+        err.print(Text(f"run {r['variant']} / {r['item']} failed: {r['error']}", style="red"))
+    out.print(f"results: [bold]{result.out_dir}[/bold]  (summary.md, summary.csv, summary.json, runs.csv, plots/, "
+              "runs/)")
+    if result.failed:
+        sys.exit(1)
+
+def _num(v: float) -> str:
+    """Four significant-ish digits with a fixed number of decimals per magnitude (tables stay aligned)."""
+    a = abs(v)
+    return f"{v:.4f}" if a < 10 else f"{v:.3f}" if a < 100 else f"{v:.2f}" if a < 1000 else f"{v:.0f}"
+
+
 def main() -> None:
     cli(obj={})
 

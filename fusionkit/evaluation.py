@@ -92,11 +92,7 @@ def evaluate(spec, dataset_dir: str | Path, out_dir: str | Path, *, protocol: st
         overrides = [overrides]
     items = discover(dataset_dir)
     base = load_spec(spec, overrides, catalog=catalog, require_inputs=False)
-    s = int(scale) if scale is not None else (base.spec.scale if protocol == "mfisrf" else 1)
-    if s < 1:
-        raise InputError(f"scale must be >= 1, got {s}", "use --scale 1 or more")
-    if protocol == "mfisrf" and s < 2:
-        raise InputError("the mfisrf protocol needs a scale of 2 or more", "pass --scale 2 (or 3, 4)")
+    s = protocol_scale(protocol, scale, base.spec.scale)
     resolved = load_spec(spec, [*overrides, f"scale={s}"], catalog=catalog, require_inputs=False)
     resampler = catalog.get("resampler", downsampler).cls()
     has_gt = any(it.gt is not None for it in items)
@@ -111,10 +107,7 @@ def evaluate(spec, dataset_dir: str | Path, out_dir: str | Path, *, protocol: st
                  "spec_file": resolved.source, "overrides": list(overrides), "spec": resolved.to_dict(),
                  "items": [it.id for it in items], "status": "running", "started": utc_now(),
                  "versions": environment()["packages"],
-                 "metric_info": {m: {"requires": getattr(c, "requires", "sources"),
-                                     "higher_is_better": bool(getattr(c, "higher_is_better", True)),
-                                     "dist": catalog.get("metric", m).dist,
-                                     "version": catalog.get("metric", m).version} for m, c in scorers.items()}}
+                 "metric_info": metric_info(scorers, catalog)}
     write_json(out / "eval.json", eval_info)
 
     rows = _read_jsonl(out / "results.jsonl")
@@ -148,15 +141,48 @@ def evaluate(spec, dataset_dir: str | Path, out_dir: str | Path, *, protocol: st
 
 # ------------------------------------------------------------------------------------------------ one item
 
+def protocol_scale(protocol: str, scale: int | None, spec_scale: int) -> int:
+    """The scale a protocol runs at (``scale`` or its default: the spec's for mfisrf, 1 for fusion), checked."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown evaluation protocol {protocol!r}", f"use one of: {', '.join(PROTOCOLS)}")
+    s = int(scale) if scale is not None else (spec_scale if protocol == "mfisrf" else 1)
+    if s < 1:
+        raise InputError(f"scale must be >= 1, got {s}", "use --scale 1 or more")
+    if protocol == "mfisrf" and s < 2:
+        raise InputError("the mfisrf protocol needs a scale of 2 or more", "pass --scale 2 (or 3, 4)")
+    return s
+
+
+def metric_info(scorers: dict, catalog: Catalog) -> dict:
+    """What each metric needs, its direction and provenance (recorded with every evaluation and study)."""
+    return {m: {"requires": getattr(c, "requires", "sources"),
+                "higher_is_better": bool(getattr(c, "higher_is_better", True)),
+                "dist": catalog.get("metric", m).dist,
+                "version": catalog.get("metric", m).version} for m, c in scorers.items()}
+
+
 def _evaluate_item(it: DatasetItem, resolved, protocol: str, s: int, resampler, scorers: dict, catalog: Catalog,
                    out: Path, progress) -> dict:
+    return evaluate_item(it, resolved, protocol, s, resampler, scorers, catalog, out / "items" / it.id, progress,
+                         relative_to=out)
+
+
+def evaluate_item(it: DatasetItem, resolved, protocol: str, s: int, resampler, scorers: dict, catalog: Catalog,
+                  item_dir: Path, progress=None, relative_to: Path | None = None) -> dict:
+    """Run ``resolved`` on one item under ``protocol`` at scale ``s`` into ``item_dir`` and score it.
+
+    Never raises for a failing item: the returned row has ``status`` ``ok`` or ``failed`` (with a one-line
+    ``error``), so callers (``evaluate``, ablation studies) can record it and go on. ``run_dir`` in the row is
+    relative to ``relative_to`` (absolute when None). A leftover ``item_dir`` from an unfinished attempt is replaced.
+    """
     from .runner import run
 
     t0 = time.perf_counter()
     row: dict = {"id": it.id, "status": "failed", "error": "", "metrics": {m: None for m in scorers},
                  "metric_errors": {}, "seconds": 0.0, "sources": [p.name for p in it.sources],
                  "gt": it.gt.name if it.gt else None, "run_dir": None}
-    item_dir = out / "items" / it.id
+    item_dir = Path(item_dir)
+    out = Path(relative_to) if relative_to is not None else None
     try:
         sources = [read_image(p)[0] for p in it.sources]
         gt = read_image(it.gt)[0] if it.gt is not None else None
@@ -173,7 +199,8 @@ def _evaluate_item(it: DatasetItem, resolved, protocol: str, s: int, resampler, 
         spec = resolved.spec.model_copy(update={"output": resolved.spec.output.model_copy(
             update={"dir": str(item_dir)})})
         result = run(dataclasses.replace(resolved, spec=spec), inputs=inputs, catalog=catalog, progress=progress)
-        row["run_dir"] = os.path.relpath(result.run_dir, out) if result.run_dir else None
+        if result.run_dir:
+            row["run_dir"] = os.path.relpath(result.run_dir, out) if out is not None else str(result.run_dir)
         fused = result.fused
         if protocol == "fusion" and s > 1:
             ref_sources = [_up(resampler, x, s) for x in sources]
