@@ -52,20 +52,30 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
         spec, overrides, catalog=catalog, require_inputs=inputs is None)
     started = utc_now()
     t0 = time.perf_counter()
-    stack = stack_from_arrays(inputs) if inputs is not None else read_stack(resolved.spec.inputs)
+    focal = None
+    if inputs is not None:
+        stack = stack_from_arrays(inputs)
+    elif resolved.spec.light_field is not None:
+        stack, focal = _light_field_stack(resolved, catalog)
+    else:
+        stack = read_stack(resolved.spec.inputs)
     t_read = time.perf_counter() - t0
     _check_size(resolved, stack)
     device = resolve_device(resolved.spec.device)
     outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device)
-    outcome.timings = {"read_inputs": round(t_read, 4), **outcome.timings}
+    outcome.timings = {("refocus" if focal is not None else "read_inputs"): round(t_read, 4), **outcome.timings}
     outcome.timings["total"] = round(outcome.timings["total"] + t_read, 4)
     manifest = _manifest(resolved, stack, outcome, catalog, device, started)
+    if focal is not None:
+        manifest["light_field"] = focal.info
     run_dir = None
     if write:
         t1 = time.perf_counter()
         report = progress or (lambda e: None)
         report(ProgressEvent("write", 0, 1))
         run_dir = new_run_dir(_output_dir(resolved))
+        if focal is not None:
+            _write_slices(run_dir, stack, manifest)
         _write_outputs(run_dir, resolved, stack, outcome, manifest)
         manifest["timings"]["write_outputs"] = round(time.perf_counter() - t1, 4)
         manifest["timings"]["total"] = round(manifest["timings"]["total"] + manifest["timings"]["write_outputs"], 4)
@@ -78,6 +88,31 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
         raise RunError(f"the fusion stopped early: {outcome.stopped_early}{where}",
                        "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or reduce the loss weights")
     return result
+
+
+def _slice_name(i: int, d: float) -> str:
+    return f"stack/slice_{i:02d}_d{d:+.2f}.png"
+
+
+def _light_field_stack(resolved: ResolvedSpec, catalog: Catalog):
+    """Refocus the spec's light field into the stack to fuse; the slices are named as they will be saved."""
+    ref = resolved.spec.light_field
+    source = catalog.get("light_field", ref.name).cls(params=ref.params)
+    focal = source(ref.path)
+    images = focal.images.detach().cpu().permute(0, 2, 3, 1).numpy()
+    if images.shape[0] < 2:
+        raise RunError(f"the light-field source {ref.name!r} made {images.shape[0]} refocused image(s)",
+                       "give at least two disparities (light_field.params)")
+    names = [_slice_name(i, d) for i, d in enumerate(focal.disparities)]
+    stack = stack_from_arrays(list(images), names)
+    stack.bit_depth = focal.bit_depth
+    return stack, focal
+
+
+def _write_slices(run_dir: Path, stack: Stack, manifest: dict) -> None:
+    for name, image in zip(stack.paths, stack.images):
+        write_image(run_dir / name, image, stack.bit_depth)
+    manifest["outputs"]["stack"] = list(stack.paths)
 
 
 def _check_size(resolved: ResolvedSpec, stack: Stack) -> None:
@@ -98,6 +133,8 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
             ("resampler", spec.upsampler.name)}
     if spec.method == "fuser":
         used = {("fuser", spec.fuser.name), ("resampler", spec.upsampler.name)}
+    if spec.light_field is not None:
+        used.add(("light_field", spec.light_field.name))
     if spec.method == "dfp":
         used |= {("generator", spec.generator.name)} | {("loss", t.name) for t in spec.losses}
     if spec.decision_embedding.enabled and spec.method != "fuser":

@@ -59,6 +59,15 @@ class DecisionEmbeddingSpec(_Strict):
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate of the embedding generator")
 
 
+class LightFieldSpec(ComponentRef):
+    """A light field (a folder of sub-aperture views) refocused into the focal stack that is fused, instead of
+    `inputs`. See docs/light-fields.md."""
+
+    name: str = Field("view_grid", description="registered light-field source, see `fusionkit plugins list "
+                                               "--kind light_field`")
+    path: str = Field(description="folder of the sub-aperture views, relative to the spec file")
+
+
 class OutputSpec(_Strict):
     dir: str = Field("runs/{name}", description="run folder; {name} is the spec name. Never silently overwritten: "
                                                "an existing folder gets a numbered sibling")
@@ -72,6 +81,9 @@ class PipelineSpec(_Strict):
 
     name: str = Field("fusion", pattern=r"^[A-Za-z0-9_.\-]+$", description="run name; fills `{name}` in `output.dir`")
     inputs: list[str] = Field(default_factory=list, description="image paths (2 or more), relative to the spec file")
+    light_field: LightFieldSpec | None = Field(
+        None, description="instead of `inputs`: a light field refocused into a focal stack (kind light_field); "
+                          "the slices are saved in the run folder's `stack/`")
     scale: int = Field(2, ge=1, le=8, description="super-resolution factor s (1 = fusion only)")
     colour: Literal["ycbcr", "rgb"] = Field(
         "ycbcr", description="ycbcr: fuse BT.601 luma, compose chroma from the decision maps; rgb: fuse all channels")

@@ -49,6 +49,7 @@ COMPONENT_SLOTS: dict[tuple[str, ...], str] = {
     ("downsampler",): "resampler",
     ("upsampler",): "resampler",
     ("fuser",): "fuser",
+    ("light_field",): "light_field",
 }
 
 _MISSING = object()
@@ -138,6 +139,8 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
 
     if isinstance(view.get("inputs"), list):
         view["inputs"] = [_resolve_input(p, i, base_dir, ctx) for i, p in enumerate(view["inputs"])]
+    if isinstance(view.get("light_field"), dict):
+        view["light_field"]["path"] = _resolve_path(view["light_field"]["path"], ("light_field", "path"), base_dir, ctx)
     spec = PipelineSpec.model_validate(view)
     return ResolvedSpec(spec=spec, source=abs_source, base_dir=base_dir, overrides=list(overrides))
 
@@ -465,6 +468,11 @@ def _overlay(defaults: Any, raw: Any) -> Any:
 
 def _slots(view: dict) -> list[tuple[tuple, str]]:
     """The component references that this spec actually uses, with their kinds."""
+    lf = [(("light_field",), "light_field")] if isinstance(view.get("light_field"), dict) else []
+    return lf + _pipeline_slots(view)
+
+
+def _pipeline_slots(view: dict) -> list[tuple[tuple, str]]:
     method = view.get("method")
     if method == "fuser":  # a complete fuser replaces the focus measure, the embedding and the generator
         return [(("fuser",), "fuser"), (("upsampler",), "resampler")]
@@ -520,6 +528,13 @@ def _resolve_component(view: dict, loc: tuple, kind: str, catalog: "Catalog", ct
 
 def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dict: bool) -> None:
     inputs = view.get("inputs")
+    if isinstance(view.get("light_field"), dict):
+        if isinstance(inputs, list) and inputs:
+            ctx.add(("light_field",), "the spec gives both `inputs` and `light_field`; the stack to fuse comes "
+                    "from exactly one of them",
+                    "remove `inputs` to fuse the light field's refocused slices, or remove `light_field` to fuse "
+                    "the listed images")
+        require_inputs = False
     if require_inputs and isinstance(inputs, list) and len(inputs) < 2:
         if source_is_dict:
             hint = ("add \"inputs\": [\"near.png\", \"far.png\"] to the dict, or pass the images as arrays: "
@@ -527,6 +542,9 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
         else:
             hint = ("list the images in the spec, e.g. `inputs: [near.png, far.png]` (paths relative to the spec "
                     "file), or on the command line: --set inputs=[near.png,far.png]")
+            if not inputs:
+                hint += (", or fuse a light field's refocused slices instead: `light_field: {name: view_grid, "
+                         "path: views/, params: {...}}` (see docs/light-fields.md)")
         ctx.add(("inputs",), f"fusion needs at least 2 input images, got {len(inputs)}", hint)
     if view.get("method") == "fuser" and not isinstance(view.get("fuser"), dict):
         ctx.add(("fuser",), "method 'fuser' needs a fuser, got none",
@@ -552,11 +570,15 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
 
 
 def _resolve_input(p: str, i: int, base_dir: Path, ctx: _Context) -> str:
+    return _resolve_path(p, ("inputs", i), base_dir, ctx)
+
+
+def _resolve_path(p: str, loc: tuple, base_dir: Path, ctx: _Context) -> str:
     path = Path(os.path.expanduser(p))
     if path.is_absolute():
         return os.path.normpath(path)
-    # inputs given with --set are relative to the current folder, as a shell user expects
-    base = Path.cwd() if ctx.origin(("inputs", i)) is not None else base_dir
+    # paths given with --set are relative to the current folder, as a shell user expects
+    base = Path.cwd() if ctx.origin(loc) is not None else base_dir
     return os.path.normpath(base / path)
 
 

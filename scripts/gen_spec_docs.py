@@ -13,8 +13,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from fusionkit.fielddoc import rows
-from fusionkit.spec import (ComponentRef, DecisionEmbeddingSpec, GeneratorSpec, LossTerm, OptimizerSpec,
-                            OutputSpec, PipelineSpec)
+from fusionkit.spec import (ComponentRef, DecisionEmbeddingSpec, GeneratorSpec, LightFieldSpec, LossTerm,
+                            OptimizerSpec, OutputSpec, PipelineSpec)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
 BEGIN = "<!-- BEGIN GENERATED FIELDS (scripts/gen_spec_docs.py) -->"
@@ -27,6 +27,7 @@ MODELS: list[tuple[type[BaseModel], str]] = [
                    "`decision_embedding.loss`"),
     (GeneratorSpec, "`generator`"),
     (LossTerm, "each item of `losses`"),
+    (LightFieldSpec, "`light_field`"),
     (DecisionEmbeddingSpec, "`decision_embedding`"),
     (OptimizerSpec, "`optimizer`"),
     (OutputSpec, "`output`"),

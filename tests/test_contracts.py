@@ -251,6 +251,19 @@ def test_metric_identical_inputs_give_the_ideal(info, color):
         assert value == pytest.approx(ideal, abs=1e-6), f"{info.name}: identical inputs gave {value}, ideal {ideal}"
 
 
+# --------------------------------------------------------------------------------------------- light fields
+
+
+@pytest.mark.parametrize("info", each("light_field"))
+def test_light_field_source_reports_a_bad_folder_clearly(info, tmp_path):
+    """Whatever its file layout, a source given an empty or missing folder raises InputError with a fix."""
+    from fusionkit.errors import InputError
+    for folder in (tmp_path, tmp_path / "missing"):
+        with pytest.raises(InputError) as exc:
+            info.cls()(folder)
+        assert exc.value.hint, f"{info.name}: the error for {folder} names no fix"
+
+
 # ---------------------------------------------------------------------------------------------------- guards
 
 
