@@ -163,8 +163,15 @@ def plugins(ctx: click.Context) -> None:
         ctx.invoke(plugins_list)
 
 
+def _status(cls) -> str:
+    """ok, or why a component that depends on something outside Python (a fuser's program) cannot run here."""
+    reason = cls.unavailable() if hasattr(cls, "unavailable") else None
+    return f"[yellow]unavailable: {reason}[/yellow]" if reason else "[green]ok[/green]"
+
+
 @plugins.command("list")
-@click.option("--kind", type=str, default=None, help="Only this kind (focus_measure, generator, resampler, loss).")
+@click.option("--kind", type=str, default=None,
+              help="Only this kind (focus_measure, generator, resampler, loss, metric, fuser, light_field).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
 def plugins_list(kind: str | None, as_json: bool) -> None:
@@ -178,7 +185,9 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
     items = catalog.all(kind)
     if as_json:
         data = {"components": [{"kind": i.kind, "name": i.name, "summary": i.summary, "dist": i.dist,
-                                "version": i.version} for i in items],
+                                "version": i.version,
+                                "unavailable": i.cls.unavailable() if hasattr(i.cls, "unavailable") else None}
+                               for i in items],
                 "failed": [{"plugin": f.plugin, "dist": f.dist, "cause": f.cause} for f in catalog.failures],
                 "conflicts": [{"kind": k, "name": n, "dists": [i.dist for i in v]}
                               for (k, n), v in catalog.conflicts.items()]}
@@ -188,7 +197,7 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
     for col in ("kind", "name", "summary", "distribution", "status"):
         table.add_column(col)
     for i in items:
-        table.add_row(i.kind, i.name, i.summary, f"{i.dist} {i.version}", "[green]ok[/green]")
+        table.add_row(i.kind, i.name, i.summary, f"{i.dist} {i.version}", _status(i.cls))
     for (k, n), infos in catalog.conflicts.items():
         table.add_row(k, n, "", " + ".join(f"{i.dist} {i.version}" for i in infos), "[red]conflict[/red]")
     for f in catalog.failures:

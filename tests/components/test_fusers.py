@@ -94,3 +94,17 @@ def test_even_window_is_a_spec_error(pair):
     with pytest.raises(SpecError, match="must be odd"):
         run({"method": "fuser", "fuser": {"name": "enfuse", "params": {"contrast_window_size": 6}}},
             inputs=list(pair.inputs), write=False)
+
+
+def test_plugins_list_shows_a_missing_program(monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from fusionkit.cli import cli
+    monkeypatch.setattr(Enfuse, "program", "enfuse-not-installed-here")
+    out = CliRunner().invoke(cli, ["plugins", "list", "--kind", "fuser", "--json"], obj={}, catch_exceptions=False)
+    entry = json.loads(out.output)["components"][0]
+    assert entry["name"] == "enfuse" and "apt install enfuse" in entry["unavailable"]
+    table = CliRunner().invoke(cli, ["plugins", "list", "--kind", "fuser"], obj={}, catch_exceptions=False)
+    assert "unavailable" in table.output
