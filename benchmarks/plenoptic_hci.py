@@ -42,7 +42,7 @@ TWO_STEP = ROOT / "examples" / "baselines" / "two-step-bicubic.yaml"
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "plenoptic_hci")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "plenoptic_hci")
     ap.add_argument("--iterations", type=int, default=1000, help="DFP fusion iterations (spec: 1000)")
     ap.add_argument("--embedding-iterations", type=int, default=500, help="decision-embedding iterations (500)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
