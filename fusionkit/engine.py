@@ -189,7 +189,7 @@ def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: Progre
     initial = maps
 
     emb_history: list[dict] = []
-    if spec.decision_embedding.enabled:
+    if spec.decision_embedding.applies_to(n):
         with timings.stage("decision_embedding"):
             maps = embed_decision(spec, catalog, luma, maps, progress, emb_history)
 

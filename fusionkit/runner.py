@@ -137,7 +137,7 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
         used.add(("light_field", spec.light_field.name))
     if spec.method == "dfp":
         used |= {("generator", spec.generator.name)} | {("loss", t.name) for t in spec.losses}
-    if spec.decision_embedding.enabled and spec.method != "fuser":
+    if spec.decision_embedding.applies_to(stack.images.shape[0]) and spec.method != "fuser":
         used |= {("generator", spec.decision_embedding.generator.name), ("loss", spec.decision_embedding.loss.name)}
     components = {f"{k}:{n}": {"dist": catalog.get(k, n).dist, "version": catalog.get(k, n).version}
                   for k, n in sorted(used)}
@@ -153,6 +153,7 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
         "overrides": list(resolved.overrides),
         "spec": resolved.to_dict(),
         "seed": spec.seed,
+        "decision_embedding_applied": spec.method != "fuser" and spec.decision_embedding.applies_to(n),
         "inputs": {"paths": stack.paths, "count": n, "size": [w, h], "channels": c, "bit_depth": stack.bit_depth},
         "output_size": [w * spec.scale, h * spec.scale],
         "components": components,

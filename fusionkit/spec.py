@@ -48,7 +48,14 @@ class OptimizerSpec(_Strict):
 class DecisionEmbeddingSpec(_Strict):
     """Algorithm 2: a generator fitted to the focus measure's maps (Eq. 20), then binarised at 0.5."""
 
-    enabled: bool = Field(True, description="false: fuse with the focus measure's maps directly (no Algorithm 2)")
+    enabled: bool | Literal["auto"] = Field(
+        "auto", description="auto: on for two inputs (the paper's setting), off for stacks of N > 2, where the "
+                            "N-channel embedding was measured to degrade the maps (docs/n-images.md); true: always; "
+                            "false: fuse with the focus measure's maps directly (no Algorithm 2)")
+
+    def applies_to(self, n: int) -> bool:
+        """Whether the embedding runs for a stack of ``n`` inputs."""
+        return self.enabled is True or (self.enabled == "auto" and n == 2)
     iterations: int = Field(500, ge=1, le=100_000, description="optimisation steps of the embedding generator")
     generator: ComponentRef = Field(default_factory=lambda: ComponentRef(
         name="skipnet", params={"channels": [8, 16, 32, 64, 128], "skip": [0, 0, 0, 4, 4], "kernel": 5}),

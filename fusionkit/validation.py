@@ -597,7 +597,9 @@ def _translate(exc: ValidationError, model: type[BaseModel], data: Any,
         out.append((walk.loc,) + _words(err, walk, owner))
     for uloc, ann in unions.items():
         value = _get(data, uloc, _MISSING)
-        expect = " or ".join(dict.fromkeys(_describe(m) for m in _members(ann)))
+        parts = [("true, false" if d == "true or false" else d)
+                 for d in dict.fromkeys(_describe(m) for m in _members(ann))]
+        expect = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
         got = f", got {_show(value)}" if value is not _MISSING else ""
         out.append((uloc, f"expected {expect}{got}", f"write {expect}"))
     return out
@@ -787,7 +789,8 @@ def _describe(ann: Any) -> str:
     if ann is type(None):
         return "null"
     if origin is Literal:
-        return "one of " + ", ".join(_show(a) for a in typing.get_args(ann))
+        args = typing.get_args(ann)
+        return _show(args[0]) if len(args) == 1 else "one of " + ", ".join(_show(a) for a in args)
     if origin in (list, tuple, set, frozenset) or ann in (list, tuple, set):
         args = [a for a in typing.get_args(ann) if a is not Ellipsis]
         plural = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}

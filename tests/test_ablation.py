@@ -74,7 +74,7 @@ def test_grid_times_named_variants_and_patch_order(data):
     assert s.focus_measure.params["threshold"] == 0.05 and s.decision_embedding.enabled is False
     assert [t.weight for t in s.losses if t.name == "joint_gradient"] == [0.0]
     assert s.iterations == 3 and s.focus_measure.params["gaussian_kernel"] == 5  # base params kept, defaults filled
-    assert by[names[0]].decision_embedding.enabled is True
+    assert by[names[0]].decision_embedding.enabled == "auto"  # the default, untouched by the patch
     assert plan.n_runs == 16 and plan.scale == 2
     for v in plan.variants:  # folder slugs are safe file names
         assert all(c.isalnum() or c in "._+-" for c in v.slug)

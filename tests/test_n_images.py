@@ -281,3 +281,15 @@ def test_chroma_is_composed_from_n_maps():
     maps = r.outcome.maps[..., None]                           # one-hot: every pixel is one slice's RGB
     expected = (maps * np.stack(st.inputs)).sum(0)
     np.testing.assert_allclose(r.fused, np.clip(expected, 0, 1), atol=2e-5)
+
+
+@pytest.mark.parametrize("n, enabled, applied", [(2, "auto", True), (3, "auto", False), (3, True, True),
+                                                 (3, False, False)])
+def test_decision_embedding_auto_runs_for_pairs_only(n, enabled, applied):
+    """`auto` (the default) embeds a pair as the paper does and leaves N > 2 stacks to the focus measure's maps."""
+    st = make_stack(sample_image("astronaut", 48), n=n, scale=1, seed=0)
+    r = fusionkit.run({"name": "t", "scale": 1, "iterations": 2, "decision_embedding": {"enabled": enabled}},
+                      QUICK + ["iterations=2", "decision_embedding.iterations=2"], inputs=list(st.inputs),
+                      write=False)
+    assert r.manifest["decision_embedding_applied"] is applied
+    assert bool(r.outcome.embedding_history) is applied

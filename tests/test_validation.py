@@ -352,7 +352,7 @@ def test_phase_two_runs_even_when_phase_one_fails(catalog):
     err, text = errors_of({"inputs": ["a", "b"], "decision_embedding": {
         "enabled": "maybe", "generator": {"name": "unet", "params": {"depth": 0}}}}, catalog=catalog)
     assert len(err.problems) == 2, text
-    assert "decision_embedding.enabled: expected true or false, got 'maybe'" in text
+    assert "decision_embedding.enabled: expected true, false or 'auto', got 'maybe'" in text
     assert "decision_embedding.generator.params.depth: must be ≥ 1 (got 0)" in text
 
 
