@@ -109,7 +109,12 @@ def measure_source(name: str, cls: str = "Measure") -> str:
 
 
 def builtin_entry_points() -> set[str]:
-    return {ep.name for ep in metadata.entry_points(group="fusionkit") if ep.dist and ep.dist.name == "fusionkit"}
+    def dist_name(ep):  # once importlib_metadata (a dask dependency) is imported, a broken dist-info raises here
+        try:
+            return ep.dist.name if ep.dist else None
+        except Exception:
+            return None
+    return {ep.name for ep in metadata.entry_points(group="fusionkit") if dist_name(ep) == "fusionkit"}
 
 
 def loaded(catalog, dist: str) -> list[str]:
