@@ -76,7 +76,7 @@ class ContentLoss(Loss):
             target, _ = hard
             diff = (x - target).abs()
             if w is not None:
-                diff = _weight_map(ctx, w) * diff
+                diff = _weight_map(ctx, w, tuple(self.params.lambdas)) * diff
             return diff.mean()
         chunks = slice_chunks(n, nbytes_per_slice(ctx.inputs))
         maps = ctx.maps if w is None else ctx.maps * w          # [N,1,H,W]
@@ -93,9 +93,10 @@ def _hard_target(inputs: Tensor, maps: Tensor) -> tuple[Tensor, Tensor] | None:
     return (weighted_sum(maps, inputs), maps) if binary else None
 
 
-def _weight_map(ctx: LossContext, w: Tensor) -> Tensor:
-    """``sum_i lambda_i m_i`` ``[1,1,H,W]`` (with one-hot maps: the lambda of the pixel's slice), cached per run."""
-    return cached_from_inputs_and_maps(ctx, ("content.weight_map", tuple(w.flatten().tolist())),
+def _weight_map(ctx: LossContext, w: Tensor, lambdas: tuple[float, ...]) -> Tensor:
+    """``sum_i lambda_i m_i`` ``[1,1,H,W]`` (with one-hot maps: the lambda of the pixel's slice), cached per run
+    (keyed by the lambdas as given, so no device->host read of ``w`` per iteration)."""
+    return cached_from_inputs_and_maps(ctx, ("content.weight_map", lambdas),
                                        lambda inputs, maps: weighted_sum(maps, w.expand_as(maps)))
 
 
