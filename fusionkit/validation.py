@@ -34,6 +34,7 @@ from .specfile import apply_overrides as _apply_spec_overrides
 from .specfile import overlay as _overlay
 from .specfile import read_yaml as _read_yaml
 from .specfile import resolve_component as _resolve_component
+from .specfile import resolve_path as _resolve_path
 from .specfile import translate as _translate
 
 if typing.TYPE_CHECKING:  # pragma: no cover
@@ -227,14 +228,5 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
 
 def _resolve_input(p: str, i: int, base_dir: Path, ctx: _Context) -> str:
     return _resolve_path(p, ("inputs", i), base_dir, ctx)
-
-
-def _resolve_path(p: str, loc: tuple, base_dir: Path, ctx: _Context) -> str:
-    path = Path(os.path.expanduser(p))
-    if path.is_absolute():
-        return os.path.normpath(path)
-    # paths given with --set are relative to the current folder, as a shell user expects
-    base = Path.cwd() if ctx.origin(loc) is not None else base_dir
-    return os.path.normpath(base / path)
 
 

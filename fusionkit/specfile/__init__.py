@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from .components import overlay, resolve_component
-from .context import MISSING, Loc, SpecContext, dotted, get_at, line_of
+from .components import model_defaults, overlay, resolve_component
+from .context import MISSING, Loc, SpecContext, dotted, get_at, line_of, resolve_path
 from .messages import a_kind, describe, join_hints, show, show_number, translate
 from .overrides import EXAMPLES, OverrideError, apply_overrides, parse_key, set_loc, set_path
 from .yamlfile import read_yaml
 
 __all__ = ["MISSING", "Loc", "SpecContext", "dotted", "get_at", "line_of", "read_yaml", "parse_key",
            "apply_overrides", "set_path", "set_loc", "OverrideError", "EXAMPLES", "translate", "join_hints",
-           "describe", "show", "show_number", "a_kind", "resolve_component", "overlay", "json_schema"]
+           "describe", "show", "show_number", "a_kind", "resolve_component", "overlay", "model_defaults", "resolve_path", "json_schema"]
 
 
 def json_schema(model: type[BaseModel]) -> dict:

@@ -6,7 +6,7 @@ import copy
 import typing
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .context import MISSING, SpecContext, get_at
 from .messages import join_hints, translate
@@ -60,3 +60,25 @@ def overlay(defaults: Any, raw: Any) -> Any:
             out[k] = overlay(defaults[k], v) if k in defaults and k != "params" else copy.deepcopy(v)
         return out
     return copy.deepcopy(raw)
+
+
+def model_defaults(model: type[BaseModel]) -> dict:
+    """The defaults of a spec model's fields as JSON, for the fields that have one (a model with required fields
+    cannot be instantiated empty); what ``apply_overrides`` materialises missing sections from."""
+    out = {}
+    for name, f in model.model_fields.items():
+        if f.is_required():
+            continue
+        value = f.get_default(call_default_factory=True)
+        out[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else _jsonable(value)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

@@ -6,6 +6,8 @@ into one :class:`~fusionkit.errors.SpecError` listing every problem. Each proble
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -100,3 +102,13 @@ def get_at(data: Any, loc: Loc, default: Any = None) -> Any:
         else:
             return default
     return cur
+
+
+def resolve_path(p: str, loc: Loc, base_dir: Path, ctx: SpecContext) -> str:
+    """A path value made absolute: against ``base_dir`` (the spec file's folder) when the file wrote it, against
+    the current folder when a ``--set`` gave it (as a shell user expects); absolute paths are kept."""
+    path = Path(os.path.expanduser(p))
+    if path.is_absolute():
+        return os.path.normpath(path)
+    base = Path.cwd() if ctx.origin(loc) is not None else base_dir
+    return os.path.normpath(base / path)
