@@ -85,9 +85,9 @@ def main() -> None:
 
             def observe(stage, it, seconds, image):
                 t0 = time.perf_counter()
-                if stage == "fusion":
+                if stage in ("fusion", "refine"):
                     img = image()
-                    point = {"iteration": it, "seconds": round(seconds, 3),
+                    point = {"stage": stage, "iteration": it, "seconds": round(seconds, 3),
                              "psnr": score(gt, img)["psnr"] if not args.ssim else None}
                     if args.ssim:
                         point.update(score(gt, img))

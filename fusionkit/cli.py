@@ -123,15 +123,19 @@ def _print_result(result, truth_psnr: dict | None = None) -> None:
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec value, e.g. --set iterations=200 --set losses[joint_gradient].weight=0")
+@click.option("--preset", type=click.Choice(["fast", "default", "paper"]), default=None,
+              help="A named schedule (docs/performance.md); values in the spec or given with --set win.")
 @click.option("--dry-run", is_flag=True, help="Validate and print the resolved spec; run nothing.")
 @friendly
-def run(spec: str, overrides: tuple[str, ...], dry_run: bool) -> None:
+def run(spec: str, overrides: tuple[str, ...], preset: str | None, dry_run: bool) -> None:
     """Run a pipeline spec (YAML)."""
     from .registry import default_catalog
     from .runner import run as run_spec
     from .validation import load_spec
 
     catalog = default_catalog()
+    if preset:
+        overrides = (f"preset={preset}", *overrides)
     resolved = load_spec(spec, overrides, catalog=catalog)
     if dry_run:
         out.print(resolved.to_yaml(), markup=False, highlight=False)

@@ -296,9 +296,14 @@ def _fuse_region(spec: PipelineSpec, catalog: Catalog, x: Tensor, maps: Tensor |
                 fused = up.up(composite, s).clamp(0, 1)
             progress(ProgressEvent("fusion", 1, 1))
         else:
-            fused, history, decision = _optimise(spec, catalog, work, maps, composite, down, up, progress,
-                                                 observe, finish)
+            fused, history, decision, refined = _optimise(spec, catalog, work, maps, composite, down, up,
+                                                          progress, observe, finish)
             stops["fusion"] = decision.as_dict()
+            if refined is not None:
+                stops["refine"] = refined.as_dict()
+                if refined.reason == "interrupted":
+                    interrupted = (f"interrupted in the pixel refinement at step {refined.iteration} of "
+                                   f"{refined.planned}")
             if decision.reason == "non_finite":
                 stopped = f"loss became non-finite at iteration {decision.iteration}"
             elif decision.reason == "interrupted":
@@ -391,8 +396,9 @@ def _fuse_tiles(spec: PipelineSpec, catalog: Catalog, x: Tensor, plan: "MemoryPl
         del region
     progress(ProgressEvent("tile", len(grid), len(grid)))
     stops = {**stops, "tiles": {"count": len(grid), "fused": done}}
-    return _Region((canvas / weight).clamp(0, 1), maps_acc / lr_weight, initial_acc / lr_weight, history,
-                   emb_history, stops, stopped, interrupted)
+    # in place: the canvas is the biggest tensor of a tiled run
+    return _Region(canvas.div_(weight).clamp_(0, 1), maps_acc.div_(lr_weight), initial_acc.div_(lr_weight),
+                   history, emb_history, stops, stopped, interrupted)
 
 
 def _fuse_external(spec: PipelineSpec, catalog: Catalog, x: Tensor, timings: Timings,
@@ -441,11 +447,49 @@ def generator_input(spec: PipelineSpec, work: Tensor, up: Resampler, composite: 
         return (total / n).clamp(0, 1)
 
 
+def _crop_size(spec: PipelineSpec, height: int, width: int) -> tuple[int, int] | None:
+    """The (height, width) of random-crop iterations at the output resolution, multiples of the scale; None when
+    the crop covers the whole output (then every iteration sees the whole image)."""
+    c = spec.crop
+    if c is None or (c >= height and c >= width):
+        return None
+    s = spec.scale
+    return max(s, min(c, height) // s * s), max(s, min(c, width) // s * s)
+
+
+@torch.no_grad()
+def _tiled_forward(forward: Callable[[Tensor], Tensor], z: Tensor, size: tuple[int, int], scale: int,
+                   channels: int) -> Tensor:
+    """``forward`` over the whole of ``z`` in overlapping windows of the training crop ``size`` (so batch norm
+    sees statistics like those it was fitted with), blended with feathered seams."""
+    _, _, height, width = z.shape
+    ch, cw = size
+    overlap = max(scale, min(ch, cw) // 8 // scale * scale)
+    out = torch.zeros(1, channels, height, width, device=z.device)
+    weight = torch.zeros(1, 1, height, width, device=z.device)
+    for y0, y1, x0, x1 in tile_grid(height, width, 1, min(ch, cw) - overlap, overlap):
+        y0, x0 = min(y0, max(0, height - ch)), min(x0, max(0, width - cw))
+        y1, x1 = min(height, y0 + ch), min(width, x0 + cw)
+        part = forward(z[:, :, y0:y1, x0:x1])
+        wgt = (feather(y1 - y0, y0 > 0, y1 < height, overlap, z.device)[:, None]
+               * feather(x1 - x0, x0 > 0, x1 < width, overlap, z.device)[None, :])
+        out[:, :, y0:y1, x0:x1] += part * wgt
+        weight[:, :, y0:y1, x0:x1] += wgt
+    return out.div_(weight)
+
+
 def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, composite: Tensor,
               down: Resampler, up: Resampler, progress: ProgressCallback, observe: Observer | None,
-              finish: Callable[[Tensor], Tensor]) -> tuple[Tensor, list[dict], StopDecision]:
+              finish: Callable[[Tensor], Tensor]
+              ) -> tuple[Tensor, list[dict], StopDecision, StopDecision | None]:
     """Algorithm 1: x = G(z) at ×s, x↓ = down(x), L = Σ w_k loss_k, Adam; returns the last good iterate (or the
-    average of the iterates, ``output_average``), the loss history and why the loop stopped."""
+    average of the iterates, ``output_average``), the loss history and why the loop stopped.
+
+    With ``crop`` smaller than the output, each iteration fits a random window of the output (and the matching
+    window of the inputs and maps) instead of all of it, so an iteration costs the same whatever the image size;
+    the result is then the last good weights' output over the whole image, window by window
+    (:func:`_tiled_forward`).
+    """
     s, c = spec.scale, work.shape[1]
     device = work.device
     z = generator_input(spec, work, up, composite)
@@ -466,62 +510,105 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
     names = ["total"] + [t[0] for t in terms]
     average = IterateAverage(spec.output_average)
     weights = torch.tensor([w for _, w, _ in terms], device=device)
+    crop = _crop_size(spec, z.shape[-2], z.shape[-1])
+    positions = torch.Generator().manual_seed(spec.seed)       # crop positions: reproducible, on the host
 
-    def forward() -> Tensor:
-        zz = z if spec.generator.input_jitter == 0 else z + spec.generator.input_jitter * torch.randn_like(z)
+    def forward(zz: Tensor, window: tuple[int, int] | None = None) -> Tensor:
+        if spec.generator.input_jitter:
+            zz = zz + spec.generator.input_jitter * torch.randn_like(zz)
         with autocast(precision, device):
             out = gen(zz)
         out = out.float()
-        return base + out if base is not None else out
+        if base is None:
+            return out
+        if window is None:
+            return base + out
+        y, x = window
+        return base[:, :, y:y + out.shape[-2], x:x + out.shape[-1]] + out
+
+    def whole_output() -> Tensor:
+        # (validation refuses generator.residual with crop iterations: base is None in the tiled case)
+        return forward(z) if crop is None else _tiled_forward(forward, z, crop, s, c)
 
     def step(it: int) -> Tensor:
         opt.zero_grad(set_to_none=True)
-        out = forward()
-        ctx.output = out
+        if crop is None:
+            out = forward(z)
+            ctx.output = out
+        else:
+            ch, cw = crop
+            y = int(torch.randint(0, (z.shape[-2] - ch) // s + 1, (1,), generator=positions)) * s
+            x = int(torch.randint(0, (z.shape[-1] - cw) // s + 1, (1,), generator=positions)) * s
+            out = forward(z[:, :, y:y + ch, x:x + cw], (y, x))
+            ctx.output = out
+            ctx.inputs = work[:, :, y // s:(y + ch) // s, x // s:(x + cw) // s]
+            ctx.maps = maps[:, :, y // s:(y + ch) // s, x // s:(x + cw) // s]
         ctx.output_low = down.down(out, s)
         parts = torch.stack([fn(ctx) for _, _, fn in terms]) * weights
         total = parts.sum()
         total.backward()
         opt.step()
-        average.update(out)
+        if crop is None:
+            average.update(out)
         return torch.cat([total.detach().reshape(1), parts.detach()])
 
-    last_good: dict[str, Tensor] = {}
+    last_good: dict = {}
 
     def on_record(it: int, values: list[float], seconds: float) -> None:
-        last_good["x"] = average.value()
-        history.append({"iteration": it, **dict(zip(names, values)), "seconds": round(seconds, 3)})
+        if crop is None:
+            last_good["x"] = average.value()
+        else:   # the image exists only window by window: keep the weights that make it
+            last_good["state"] = {k: v.detach().clone() for k, v in gen.state_dict().items()}
+        history.append({"iteration": it, **dict(zip(names, values)), "seconds": round(seconds, 3),
+                        "stage": "generator"})
         progress(ProgressEvent("fusion", it, iters, values[0]))
         if observe is not None:
-            x = last_good["x"]
-            observe("fusion", it, seconds, lambda: finish(x.clamp(0, 1))[0].permute(1, 2, 0).cpu().numpy())
+            if crop is None:
+                xx = last_good["x"]
+                observe("fusion", it, seconds, lambda: finish(xx.clamp(0, 1))[0].permute(1, 2, 0).cpu().numpy())
+            else:
+                observe("fusion", it, seconds,
+                        lambda: finish(whole_output().clamp(0, 1))[0].permute(1, 2, 0).cpu().numpy())
 
     loop = Loop(opt, iters, lr=spec.optimizer.lr, schedule=spec.optimizer.schedule, warmup=spec.optimizer.warmup,
                 final_lr=spec.optimizer.final_lr, stop=spec.stop)
     decision = loop.run(step, on_record)
-    if "x" not in last_good:
+    ctx.inputs, ctx.maps = work, maps
+    if not last_good:
         if decision.reason == "interrupted":
             raise KeyboardInterrupt
         if decision.reason == "non_finite":
             raise RunError(f"the fusion loss became non-finite at iteration {decision.iteration}, before any good "
                            "iterate", "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or check the loss weights")
-        with torch.no_grad():  # iterations == 0: the untrained generator's output
-            last_good["x"] = forward()
+    if "state" in last_good:
+        gen.load_state_dict(last_good["state"])
+    if "x" not in last_good:   # crop iterations, or iterations == 0 (the untrained generator's output)
+        with torch.no_grad():
+            last_good["x"] = whole_output()
     x = last_good["x"].clamp(0, 1)
-    if spec.refine_iterations and decision.reason not in ("interrupted", "non_finite"):
-        x = _refine(spec, x, ctx, terms, weights, down, history)
-    return x, history, decision
+    refined = None
+    if spec.refine.iterations and decision.reason not in ("interrupted", "non_finite"):
+        x, refined = _refine(spec, x, ctx, terms, weights, down, progress, observe, finish, history, names)
+    return x, history, decision, refined
 
 
 def _refine(spec: PipelineSpec, x: Tensor, ctx: LossContext, terms, weights: Tensor, down: Resampler,
-            history: list[dict]) -> Tensor:
-    """Optimise the output's pixels directly on the fusion loss, starting from the generator's result."""
+            progress: ProgressCallback, observe: Observer | None, finish: Callable[[Tensor], Tensor],
+            history: list[dict], names: list[str]) -> tuple[Tensor, StopDecision]:
+    """Optimise the output's pixels directly on the fusion loss, starting from the generator's result.
+
+    The generator fits an image's coarse structure within a few hundred iterations and its last details only
+    slowly (the spectral bias of convolutional networks); the pixels themselves fit the remaining misfit to the
+    inputs in a few hundred cheap steps (no network: a downsampling and the losses), while what the generator put
+    into the frequencies the inputs do not constrain is kept, since the loss hardly reaches them.
+    """
     s = spec.scale
     px = x.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([px], lr=spec.refine_lr)
-    best = px.detach().clone()
-    t0 = time.perf_counter()
-    for it in range(1, spec.refine_iterations + 1):
+    opt = torch.optim.Adam([px], lr=spec.refine.lr)
+    offset = spec.iterations
+    total_its = spec.refine.iterations
+
+    def step(it: int) -> Tensor:
         opt.zero_grad(set_to_none=True)
         ctx.output = px
         ctx.output_low = down.down(px, s)
@@ -531,4 +618,19 @@ def _refine(spec: PipelineSpec, x: Tensor, ctx: LossContext, terms, weights: Ten
         opt.step()
         with torch.no_grad():
             px.clamp_(0, 1)
-    return px.detach()
+        return torch.cat([total.detach().reshape(1), parts.detach()])
+
+    good: dict[str, Tensor] = {}
+
+    def on_record(it: int, values: list[float], seconds: float) -> None:
+        good["x"] = px.detach().clone()
+        history.append({"iteration": offset + it, **dict(zip(names, values)), "seconds": round(seconds, 3),
+                        "stage": "pixels"})
+        progress(ProgressEvent("refine", it, total_its, values[0]))
+        if observe is not None:
+            xx = good["x"]
+            observe("refine", offset + it, seconds, lambda: finish(xx)[0].permute(1, 2, 0).cpu().numpy())
+
+    decision = Loop(opt, total_its, lr=spec.refine.lr, schedule=spec.refine.schedule, stop=spec.refine.stop,
+                    records=50).run(step, on_record)
+    return good.get("x", x), decision

@@ -184,9 +184,16 @@ class Planner:
         n, h, w, c, s = shape.n, shape.h, shape.w, shape.c, self.spec.scale
         stack = 2 * n * h * w * c * 4 + PER_SLICE_COPIES * n * h * w * 4
         stages = self.stage_bytes(shape, h, w)
-        output = 3 * h * w * s * s * c * 4
+        output = 3 * h * w * s * s * c * 4      # the fused image, the copy clipped for writing, its encoding
         parts = {"stack": stack, **stages, "output": output}
         return stack + max(stages.values()) + output, parts
+
+    def tiled_fixed(self, shape: StackShape) -> dict[str, int]:
+        """What a tiled run holds whatever the tile size: the images (decoded and the engine's copy), the luma and
+        the global maps with their blend accumulators, and the output canvas with its weights and write copy."""
+        n, h, w, c, s = shape.n, shape.h, shape.w, shape.c, self.spec.scale
+        return {"stack": 2 * n * h * w * c * 4 + (3 * n + 1) * h * w * 4,
+                "output": s * s * h * w * (2 * c + 1) * 4}
 
     def plan(self, shape: StackShape, available: int | None) -> MemoryPlan:
         """Whole when it fits; else tiles (``tiling.mode`` auto/always) of the largest size that fits; else refuse."""
@@ -203,23 +210,25 @@ class Planner:
     def _tiled(self, shape: StackShape, whole: int, parts: dict[str, int], available: int | None,
                budget: int | None) -> MemoryPlan:
         spec, s = self.spec, self.spec.scale
-        n, h, w, c = shape.n, shape.h, shape.w, shape.c
-        fixed = parts["stack"] + parts["output"] + (s * s * h * w) * 4 * (c + 1)   # + canvas and blend weights
+        n, h, w = shape.n, shape.h, shape.w
+        fixed_parts = self.tiled_fixed(shape)
+        fixed = sum(fixed_parts.values())
         overlap = _multiple(spec.tiling.overlap, s)
         tile = _multiple(spec.tiling.tile, s)
         fm_whole = parts["focus_measure"]
         while True:
-            lr_tile = min(tile // s + overlap // s, max(h, w))
-            stages = self.stage_bytes(shape, min(lr_tile, h), min(lr_tile, w))
+            th, tw = min(tile // s + overlap // s, h), min(tile // s + overlap // s, w)
+            stages = self.stage_bytes(shape, th, tw)
+            per_tile = PER_SLICE_COPIES * n * th * tw * 4 + max(stages.values())
             tiled_fm = budget is not None and fixed + fm_whole > budget
-            peak = fixed + max(max(stages.values()), 0 if tiled_fm else fm_whole)
+            peak = fixed + max(per_tile, 0 if tiled_fm else fm_whole)
             if budget is None or peak <= budget or tile <= 64:  # below 64 output pixels a tile is mostly seam
                 break
             tile = _multiple(tile // 2, s)
         if budget is not None and peak > budget:
             self._refuse(shape, whole, parts, available, tiled_hint=False, fixed=fixed)
         grid = tile_grid(h, w, s, tile, overlap)
-        return MemoryPlan("tiled", peak, whole, available, {**parts, "tile_stages": max(stages.values())},
+        return MemoryPlan("tiled", peak, whole, available, {**fixed_parts, "tile": per_tile},
                           tile=tile, overlap=overlap, tiles=len(grid), focus_measure_tiled=tiled_fm)
 
     def _refuse(self, shape: StackShape, need: int, parts: dict[str, int], available: int,

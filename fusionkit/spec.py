@@ -102,6 +102,18 @@ class LightFieldSpec(ComponentRef):
     path: str = Field(description="folder of the sub-aperture views, relative to the spec file")
 
 
+class RefineSpec(_Strict):
+    """After the generator loop: Adam steps of the same fusion loss on the output's pixels directly (no network).
+    They close the remaining misfit to the inputs at a small fraction of a generator step's cost, while what the
+    generator put into the frequencies the inputs do not constrain stays (docs/performance.md)."""
+
+    iterations: int = Field(0, ge=0, le=100_000, description="refinement steps (0 = none)")
+    lr: float = Field(3e-4, gt=0.0, le=1.0, description="Adam rate on pixel values in [0, 1] (the peak rate)")
+    schedule: Literal["constant", "cosine"] = Field("cosine", description="rate over the steps: constant, or half a "
+                                                                          "cosine from lr down to 0")
+    stop: StopSpec = Field(default_factory=StopSpec, description="early stopping of the refinement")
+
+
 class TilingSpec(_Strict):
     """Fusing a big output in overlapping tiles, each optimised on its own and blended with feathered seams, so the
     memory a run needs is bounded by the tile size instead of the image size (docs/performance.md)."""
@@ -162,12 +174,14 @@ class PipelineSpec(_Strict):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="optimiser of the fusion generator")
     iterations: int = Field(1000, ge=0, le=1_000_000,
                             description="optimisation steps of the fusion generator (method dfp)")
+    crop: Optional[int] = Field(
+        None, ge=16, le=16384, description="random-crop iterations: each generator step fits a random square window "
+                                           "of this many output pixels (and the matching window of the inputs) "
+                                           "instead of the whole output, so a step costs the same whatever the "
+                                           "image size; null = always the whole output")
     stop: StopSpec = Field(default_factory=StopSpec, description="early stopping of the fusion loop")
-    refine_iterations: int = Field(
-        0, ge=0, le=100_000, description="after the generator loop: steps of the same loss on the output's pixels "
-                                         "directly (no network), which close the remaining low-resolution misfit "
-                                         "at a fraction of a generator step's cost")
-    refine_lr: float = Field(1e-3, gt=0.0, le=1.0, description="Adam rate of the pixel refinement")
+    refine: RefineSpec = Field(default_factory=lambda: RefineSpec(),
+                               description="pixel refinement after the generator loop (docs/performance.md)")
     output_average: float = Field(
         0.0, ge=0.0, lt=1.0, description="decay of an exponential moving average of the generator's output, which "
                                          "is what the run returns (0 = the last iterate)")

@@ -196,6 +196,15 @@ def _pipeline_slots(view: dict) -> list[tuple[tuple, str]]:
 
 def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dict: bool) -> None:
     inputs = view.get("inputs")
+    generator = view.get("generator")
+    if view.get("crop") is not None and isinstance(generator, dict) and generator.get("residual") is True:
+        ctx.add(("crop",), "random-crop iterations (`crop`) cannot be combined with `generator.residual: true` "
+                "(the residual's base image exists only whole)",
+                "set `crop: null`, or `generator.residual: false`")
+    if view.get("crop") is not None and view.get("output_average"):
+        ctx.add(("output_average",), "averaging the output (`output_average`) needs whole-image iterations, but "
+                "`crop` makes each iteration see only a window of it",
+                "set `output_average: 0`, or `crop: null`")
     if isinstance(view.get("light_field"), dict):
         if isinstance(inputs, list) and inputs:
             ctx.add(("light_field",), "the spec gives both `inputs` and `light_field`; the stack to fuse comes "

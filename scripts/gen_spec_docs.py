@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from fusionkit.fielddoc import rows
 from fusionkit.spec import (ComponentRef, DecisionEmbeddingSpec, GeneratorSpec, LightFieldSpec, LossTerm,
-                            OptimizerSpec, OutputSpec, PipelineSpec, StopSpec, TilingSpec)
+                            OptimizerSpec, OutputSpec, PipelineSpec, RefineSpec, StopSpec, TilingSpec)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
 BEGIN = "<!-- BEGIN GENERATED FIELDS (scripts/gen_spec_docs.py) -->"
@@ -31,6 +31,7 @@ MODELS: list[tuple[type[BaseModel], str]] = [
     (DecisionEmbeddingSpec, "`decision_embedding`"),
     (OptimizerSpec, "`optimizer`"),
     (StopSpec, "`stop`, `decision_embedding.stop`"),
+    (RefineSpec, "`refine`"),
     (TilingSpec, "`tiling`"),
     (OutputSpec, "`output`"),
 ]
