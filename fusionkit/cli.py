@@ -128,7 +128,6 @@ def _print_result(result, truth_psnr: dict | None = None) -> None:
 def run(spec: str, overrides: tuple[str, ...], dry_run: bool) -> None:
     """Run a pipeline spec (YAML)."""
     from .registry import default_catalog
-    from .runner import run as run_spec
     from .validation import load_spec
 
     catalog = default_catalog()
@@ -137,6 +136,8 @@ def run(spec: str, overrides: tuple[str, ...], dry_run: bool) -> None:
         out.print(resolved.to_yaml(), markup=False, highlight=False)
         out.print("[green]spec is valid[/green] (dry run: nothing was run)")
         return
+    from .runner import run as run_spec
+
     with RichProgress() as progress:
         result = run_spec(resolved, catalog=catalog, progress=progress)
     _print_result(result)
@@ -163,9 +164,14 @@ def plugins(ctx: click.Context) -> None:
         ctx.invoke(plugins_list)
 
 
-def _status(cls) -> str:
-    """ok, or why a component that depends on something outside Python (a fuser's program) cannot run here."""
-    reason = cls.unavailable() if hasattr(cls, "unavailable") else None
+def _unavailable(info) -> str | None:
+    """Why a component that depends on something outside Python (a fuser's program) cannot run here, or None.
+    Only fusers have such a check; asking only them keeps `plugins list` from importing every component."""
+    return info.cls.unavailable() if info.kind == "fuser" else None
+
+
+def _status(info) -> str:
+    reason = _unavailable(info)
     return f"[yellow]unavailable: {reason}[/yellow]" if reason else "[green]ok[/green]"
 
 
@@ -186,7 +192,7 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
     if as_json:
         data = {"components": [{"kind": i.kind, "name": i.name, "summary": i.summary, "dist": i.dist,
                                 "version": i.version,
-                                "unavailable": i.cls.unavailable() if hasattr(i.cls, "unavailable") else None}
+                                "unavailable": _unavailable(i)}
                                for i in items],
                 "failed": [{"plugin": f.plugin, "dist": f.dist, "cause": f.cause} for f in catalog.failures],
                 "conflicts": [{"kind": k, "name": n, "dists": [i.dist for i in v]}
@@ -197,7 +203,7 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
     for col in ("kind", "name", "summary", "distribution", "status"):
         table.add_column(col)
     for i in items:
-        table.add_row(i.kind, i.name, i.summary, f"{i.dist} {i.version}", _status(i.cls))
+        table.add_row(i.kind, i.name, i.summary, f"{i.dist} {i.version}", _status(i))
     for (k, n), infos in catalog.conflicts.items():
         table.add_row(k, n, "", " + ".join(f"{i.dist} {i.version}" for i in infos), "[red]conflict[/red]")
     for f in catalog.failures:

@@ -11,12 +11,15 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import InputError, RunError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+# NumPy and OpenCV are imported by the functions that decode or encode pixels: the atomic writers are used by
+# light commands (the catalog cache) that must not pay for them.
 
 IMAGE_SUFFIXES = {".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp"}
 
@@ -36,6 +39,9 @@ class Stack:
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """One image as float32 ``[H, W, C]`` RGB/gray in [0, 1] and its bit depth (8 or 16)."""
+    import numpy as np
+    import cv2
+
     p = Path(path)
     if not p.is_file():
         raise InputError(f"input image not found: {p}",
@@ -70,6 +76,8 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
 
 def stack_from_arrays(arrays: Sequence[np.ndarray], names: Sequence[str] | None = None) -> Stack:
     """Validate in-memory images (float in [0,1] or uint8/uint16) into a :class:`Stack`."""
+    import numpy as np
+
     imgs, depth = [], 8
     for a in arrays:
         a = np.asarray(a)
@@ -97,6 +105,8 @@ def read_stack(paths: Sequence[str | os.PathLike]) -> Stack:
 
 
 def _combine(imgs: list[np.ndarray], depth: int, names: list[str]) -> Stack:
+    import numpy as np
+
     if len(imgs) < 2:
         raise InputError(f"fusion needs at least 2 input images, got {len(imgs)}", "give two or more images")
     sizes = {im.shape[:2] for im in imgs}
@@ -140,6 +150,9 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> None:
     """Write float ``[H, W, C]`` in [0, 1] (RGB or gray) as an 8- or 16-bit PNG/TIFF, atomically."""
+    import numpy as np
+    import cv2
+
     path = Path(path)
     img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     if img.ndim == 3 and img.shape[2] == 1:

@@ -515,12 +515,12 @@ def _resolve_component(view: dict, loc: tuple, kind: str, catalog: "Catalog", ct
                 f"{lead}Installed {plural(kind)}: {installed}. See `fusionkit plugins list --kind {kind}`; a plugin "
                 "that failed to load is listed there with its cause.")
         return
-    cls = catalog.get(kind, name).cls
+    model = catalog.get(kind, name).params  # the Params model only: no need to import the component (torch)
     try:
-        validated = cls.Params.model_validate(params)
+        validated = model.model_validate(params)
     except ValidationError as exc:
         see = f"See `fusionkit plugins show {name}` for its parameters."
-        for ploc, message, hint in _translate(exc, cls.Params, params, owner=f"{name} ({words})"):
+        for ploc, message, hint in _translate(exc, model, params, owner=f"{name} ({words})"):
             ctx.add(loc + ("params",) + ploc, message, _join(hint, see))
         return
     ref["params"] = validated.model_dump(mode="json")

@@ -158,15 +158,27 @@ _default: Catalog | None = None
 
 
 def default_catalog() -> Catalog:
-    """The process-wide catalog from installed entry points (built once, on first use)."""
+    """The process-wide catalog from installed entry points (built once, on first use).
+
+    Read from the catalog cache when nothing has changed since it was written (no plugin module is imported until
+    a component is used), else built and cached; see :mod:`fusionkit.registry.snapshot`.
+    """
     global _default
     if _default is None:
-        _default = build_catalog()
-        if not any(i.dist == BUILTIN_DIST for i in _default.components.values()):
+        from . import snapshot
+
+        strict = os.environ.get("FUSIONKIT_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
+        catalog = None if strict else snapshot.load()
+        if catalog is None:
+            catalog = build_catalog()
+            if not strict:
+                snapshot.save(catalog)
+        if not any(i.dist == BUILTIN_DIST for i in catalog.components.values()):
             raise PluginError(
                 "fusionkit's built-in components are not registered (no `fusionkit` entry points found)",
                 "install the package so its entry points exist: `pip install -e .` in the checkout",
             )
+        _default = catalog
     return _default
 
 
