@@ -42,8 +42,9 @@ class SpecProblem:
     """One located spec problem: where (file:line + dotted path), what, and the fix."""
 
     def __init__(self, path: str, message: str, hint: str | None = None, line: int | None = None,
-                 file: str | None = None):
+                 file: str | None = None, override: str | None = None):
         self.path, self.message, self.hint, self.line, self.file = path, message, hint, line, file
+        self.override = override  # the raw KEY=VALUE of the --set that caused it (``file`` is then its label)
 
     def render(self) -> str:
         where = f"{self.file or '<spec>'}:{self.line}" if self.line else (self.file or "<spec>")

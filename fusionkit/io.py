@@ -37,15 +37,19 @@ class Stack:
         return self.images.shape[-1] == 3
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """One image as float32 ``[H, W, C]`` RGB/gray in [0, 1] and its bit depth (8 or 16)."""
+def read_image(path: str | os.PathLike, origin: str | None = None) -> tuple[np.ndarray, int]:
+    """One image as float32 ``[H, W, C]`` RGB/gray in [0, 1] and its bit depth (8 or 16).
+
+    ``origin`` says how the path was resolved (e.g. "'near.png', given with --set, is relative to the current
+    folder /x"); a missing file's message repeats it, so the user sees where fusionkit looked and why.
+    """
     import numpy as np
     import cv2
 
     p = Path(path)
     if not p.is_file():
         raise InputError(f"input image not found: {p}",
-                         "check the path; relative paths in a spec are relative to the spec file's folder")
+                         f"check the path ({origin})" if origin else "check the path")
     try:
         raw = np.fromfile(p, dtype=np.uint8)
         img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
@@ -91,14 +95,15 @@ def stack_from_arrays(arrays: Sequence[np.ndarray], names: Sequence[str] | None 
     return _combine(imgs, depth, list(names or [f"<array {i}>" for i in range(len(imgs))]))
 
 
-def read_stack(paths: Sequence[str | os.PathLike]) -> Stack:
-    """Read and validate 2 or more co-registered images."""
+def read_stack(paths: Sequence[str | os.PathLike], origins: Sequence[str] = ()) -> Stack:
+    """Read and validate 2 or more co-registered images (``origins``: how each path was resolved, see
+    :func:`read_image`)."""
     if len(paths) < 2:
         raise InputError(f"fusion needs at least 2 input images, got {len(paths)}",
                          "list two or more images under `inputs:` in the spec")
     imgs, depths = [], []
-    for p in paths:
-        img, d = read_image(p)
+    for i, p in enumerate(paths):
+        img, d = read_image(p, origins[i] if i < len(origins) else None)
         imgs.append(img)
         depths.append(d)
     return _combine(imgs, max(depths), [str(p) for p in paths])

@@ -58,7 +58,7 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
     elif resolved.spec.light_field is not None:
         stack, focal = _light_field_stack(resolved, catalog)
     else:
-        stack = read_stack(resolved.spec.inputs)
+        stack = read_stack(resolved.spec.inputs, resolved.input_origins)
     t_read = time.perf_counter() - t0
     _check_size(resolved, stack)
     device = resolve_device(resolved.spec.device)

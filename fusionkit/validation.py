@@ -65,6 +65,9 @@ class ResolvedSpec:
     source: str | None          # absolute path of the spec file; None for a dict
     base_dir: Path              # folder relative input paths were resolved against
     overrides: list[str] = field(default_factory=list)
+    #: per input, how its path was resolved ("'near.png', given with --set, relative to the current folder /x"),
+    #: for messages about a missing input
+    input_origins: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The resolved spec as plain JSON-able data (what the manifest records)."""
@@ -74,7 +77,7 @@ class ResolvedSpec:
         """The resolved spec as YAML that :func:`load_spec` accepts again."""
         head = [f"# resolved by fusionkit from {self.source or 'a Python dict'}"]
         if self.overrides:
-            head.append("# overrides: " + " ".join(f"--set {o}" for o in self.overrides))
+            head.append("# overrides: " + " ".join(shell_set(o) for o in self.overrides))
         body = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True,
                               width=110)
         return "\n".join(head) + "\n" + body
@@ -137,12 +140,16 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
     if ctx.problems:
         raise SpecError(ctx.sorted_problems(), source=ctx.file)
 
+    origins: list[str] = []
     if isinstance(view.get("inputs"), list):
+        origins = [_input_origin(p, i, base_dir, ctx, isinstance(source, Mapping))
+                   for i, p in enumerate(view["inputs"])]
         view["inputs"] = [_resolve_input(p, i, base_dir, ctx) for i, p in enumerate(view["inputs"])]
     if isinstance(view.get("light_field"), dict):
         view["light_field"]["path"] = _resolve_path(view["light_field"]["path"], ("light_field", "path"), base_dir, ctx)
     spec = PipelineSpec.model_validate(view)
-    return ResolvedSpec(spec=spec, source=abs_source, base_dir=base_dir, overrides=list(overrides))
+    return ResolvedSpec(spec=spec, source=abs_source, base_dir=base_dir, overrides=list(overrides),
+                        input_origins=origins)
 
 
 # ------------------------------------------------------------------------------------------------ context
@@ -171,7 +178,7 @@ class _Context:
     def add(self, loc: Loc, message: str, hint: str | None = None) -> None:
         raw = self.origin(loc)
         if raw is not None:
-            problem = SpecProblem(_dotted(loc), message, hint, line=None, file=f"--set {raw}")
+            problem = SpecProblem(_dotted(loc), message, hint, line=None, file=shell_set(raw), override=raw)
         else:
             problem = SpecProblem(_dotted(loc), message, hint, line=_line_of(self.root, loc), file=self.file)
         if not any(vars(p) == vars(problem) for p in self.problems):
@@ -281,7 +288,18 @@ def _line_of(root: Node | None, loc: Loc) -> int | None:
 # ------------------------------------------------------------------------------------------------ overrides
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-_EXAMPLES = "e.g. --set iterations=50, --set generator.params.kernel=3 or --set losses[joint_gradient].weight=0"
+
+
+def shell_set(assignment: str) -> str:
+    """``--set KEY=VALUE`` as it must be typed: single-quoted when the shell would touch it (zsh, macOS's default
+    shell, reads ``[..]``, ``{..}``, ``*`` and ``?`` as file patterns; spaces split words)."""
+    if re.search(r"[][{}*?\s'\"$`!&|;<>()~#\\]", assignment):
+        return "--set '" + assignment.replace("'", "'\\''") + "'"
+    return f"--set {assignment}"
+
+
+_EXAMPLES = (f"e.g. {shell_set('iterations=50')}, {shell_set('generator.params.kernel=3')} or "
+             f"{shell_set('losses[joint_gradient].weight=0')}")
 
 
 class _OverrideError(Exception):
@@ -323,31 +341,32 @@ def _apply_overrides(data: dict, overrides: list[str], ctx: _Context) -> None:
     defaults = PipelineSpec().model_dump(mode="json")
     applied: list[tuple[tuple, Any, str]] = []
     for raw in overrides:
-        label = f"--set {raw}"
+        label = shell_set(raw)
         if "=" not in raw:
             m = re.fullmatch(r"\s*([A-Za-z_][\w.\[\]\-]*)\s*(?::\s*|\s+)(\S.*)", raw)
-            fix = (f"write it as --set {m.group(1)}={m.group(2)}" if m else
+            fix = (f"write it as {shell_set(f'{m.group(1)}={m.group(2)}')}" if m else
                    f"write --set KEY=VALUE with a dotted KEY, {_EXAMPLES}")
-            ctx.add_raw(SpecProblem("", f"malformed override {raw!r}: expected KEY=VALUE", fix, file=label))
+            ctx.add_raw(SpecProblem("", f"malformed override {raw!r}: expected KEY=VALUE", fix, file=label,
+                                    override=raw))
             continue
         key, text = (s.strip() for s in raw.split("=", 1))
         try:
             tokens = _parse_key(key)
         except ValueError as exc:
             ctx.add_raw(SpecProblem(key, f"malformed override key {key!r}: {exc}",
-                                    f"use a dotted path with [index] or [name] selectors, {_EXAMPLES}", file=label))
+                                    f"use a dotted path with [index] or [name] selectors, {_EXAMPLES}", file=label,
+                                    override=raw))
             continue
         try:
             value = yaml.safe_load(text) if text else None
         except yaml.YAMLError as exc:
             ctx.add_raw(SpecProblem(key, f"cannot parse the value {text!r}: {getattr(exc, 'problem', exc)}",
-                                    f"quote the value for YAML and the shell, e.g. --set '{key}=\"{text}\"'",
-                                    file=label))
+                                    _unparsable_fix(key, text), file=label, override=raw))
             continue
         try:
             loc, old = _set_path(data, tokens, value, defaults)
         except _OverrideError as exc:
-            ctx.add_raw(SpecProblem(exc.path, exc.message, exc.hint, file=label))
+            ctx.add_raw(SpecProblem(exc.path, exc.message, exc.hint, file=label, override=raw))
             continue
         ctx.origins.append((loc, raw))
         applied.append((loc, value, raw))
@@ -365,6 +384,22 @@ def _apply_overrides(data: dict, overrides: list[str], ctx: _Context) -> None:
                         ctx.origins.append((prev_loc, prev_raw))
 
 
+def _unparsable_fix(key: str, text: str) -> str:
+    """The fix for a ``--set`` value that is not YAML: close an unclosed list or mapping (the usual slip), else
+    quote the value as a string."""
+    closers = {"[": "]", "{": "}"}
+    stack: list[str] = []
+    for ch in text:
+        if ch in closers:
+            stack.append(closers[ch])
+        elif stack and ch == stack[-1]:
+            stack.pop()
+    if stack:
+        fixed = text + "".join(reversed(stack))
+        return f"close the {'list' if text.lstrip().startswith('[') else 'mapping'}: {shell_set(f'{key}={fixed}')}"
+    return f"quote the value for YAML and the shell: {shell_set(f'{key}=' + json.dumps(text))}"
+
+
 def _set_path(data: dict, tokens: list, value: Any, defaults: dict) -> tuple[tuple, Any]:
     """Set ``value`` at the path; returns the resolved location (selectors -> indices) and the old value."""
     cur: Any = data
@@ -376,7 +411,7 @@ def _set_path(data: dict, tokens: list, value: Any, defaults: dict) -> tuple[tup
         if isinstance(tok, str):
             if not isinstance(cur, dict):
                 raise _OverrideError(_dotted(tuple(loc)), f"{here} is {_a(cur)}, not a mapping: cannot set key {tok!r}",
-                                     f"replace it as a whole: --set {here}=...")
+                                     f"replace it as a whole: {shell_set(f'{here}=...')}")
             loc.append(tok)
             old = cur.get(tok, _MISSING)
             dflt = dflt.get(tok, _MISSING) if isinstance(dflt, dict) else _MISSING
@@ -387,7 +422,7 @@ def _set_path(data: dict, tokens: list, value: Any, defaults: dict) -> tuple[tup
                 if dflt is not _MISSING and dflt is not None and not isinstance(dflt, (dict, list)):
                     key = _dotted(tuple(loc))
                     raise _OverrideError(key, f"{key} is {_a(dflt)}, not a mapping or a list: cannot go "
-                                              "further into it", f"set it directly, e.g. --set {key}=...")
+                                              "further into it", f"set it directly, e.g. {shell_set(f'{key}=...')}")
                 cur[tok] = copy.deepcopy(dflt) if isinstance(dflt, (dict, list)) else {}
             cur = cur[tok]
             continue
@@ -401,7 +436,8 @@ def _set_path(data: dict, tokens: list, value: Any, defaults: dict) -> tuple[tup
                 sel = f", a name selector like {here}[{named[0]}]" if named else ""
                 span = f"an index from 0 to {len(cur) - 1}{sel}, or" if cur else ""
                 raise _OverrideError(here, f"index {tok} is out of range: {here} has {len(cur)} item(s)",
-                                     f"use {span} replace the whole list: --set {here}=[...]".replace("  ", " "))
+                                     f"use {span} replace the whole list: {shell_set(f'{here}=[...]')}"
+                                     .replace("  ", " "))
             idx = tok % len(cur)
         else:
             name = tok[0]
@@ -512,8 +548,8 @@ def _resolve_component(view: dict, loc: tuple, kind: str, catalog: "Catalog", ct
         default = (_get(ctx.original, loc + ("name",), _MISSING) is _MISSING
                    and ctx.origin(loc + ("name",)) is None)
         ctx.add(loc + ("name",), f"unknown {words} {name!r}" + (" (the default)" if default else ""),
-                f"{lead}Installed {plural(kind)}: {installed}. See `fusionkit plugins list --kind {kind}`; a plugin "
-                "that failed to load is listed there with its cause.")
+                f"{lead}Installed {plural(kind)}: {installed}. " + (catalog.failure_note() or
+                f"See `fusionkit plugins list --kind {kind}`."))
         return
     model = catalog.get(kind, name).params  # the Params model only: no need to import the component (torch)
     try:
@@ -541,7 +577,8 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
                     "fusionkit.run(spec, inputs=[a, b])")
         else:
             hint = ("list the images in the spec, e.g. `inputs: [near.png, far.png]` (paths relative to the spec "
-                    "file), or on the command line: --set inputs=[near.png,far.png]")
+                    "file), or on the command line: --set 'inputs=[near.png,far.png]' (paths relative to the "
+                    "current folder)")
             if not inputs:
                 hint += (", or fuse a light field's refocused slices instead: `light_field: {name: view_grid, "
                          "path: views/, params: {...}}` (see docs/light-fields.md)")
@@ -563,7 +600,7 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
                 continue
             if name in first:
                 ctx.add(("losses", i, "name"), f"loss {name!r} appears twice (also losses[{first[name]}])",
-                        "list each loss once and put the combined weight on it; the --set losses[NAME] "
+                        "list each loss once and put the combined weight on it; the `losses[NAME]` override "
                         "selector needs unique names")
             else:
                 first[name] = i
@@ -571,6 +608,17 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
 
 def _resolve_input(p: str, i: int, base_dir: Path, ctx: _Context) -> str:
     return _resolve_path(p, ("inputs", i), base_dir, ctx)
+
+
+def _input_origin(p: str, i: int, base_dir: Path, ctx: _Context, from_dict: bool) -> str:
+    """How input ``i`` was resolved, in words, for a message about a missing file."""
+    if Path(os.path.expanduser(p)).is_absolute():
+        return f"{p!r} is an absolute path"
+    if ctx.origin(("inputs", i)) is not None:
+        return f"{p!r}, given with --set, is relative to the current folder {Path.cwd()}"
+    if from_dict:
+        return f"{p!r}, in a spec given as a dict, is relative to the current folder {Path.cwd()}"
+    return f"{p!r} is relative to the spec file's folder {base_dir}"
 
 
 def _resolve_path(p: str, loc: tuple, base_dir: Path, ctx: _Context) -> str:
@@ -730,7 +778,8 @@ def _words(err: dict, w: _Walk, owner: str | None) -> tuple[str, str | None]:
             and _is_model(w.ann) and "name" in w.ann.model_fields:
         key = _dotted(w.loc)
         return f"expected a mapping with a name, got {_show(value)}", (f"write `{key}: {{name: {value}}}` "
-                                                                     f"(on the command line: --set {key}.name={value})")
+                                                                     f"(on the command line: "
+                                                                     f"{shell_set(f'{key}.name={value}')})")
     if kind in _EXPECT:
         expect = _EXPECT[kind]
         if kind in ("list_type", "tuple_type", "set_type") and w.ann is not None:

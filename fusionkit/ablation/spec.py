@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..dataset import DatasetItem, discover
 from ..errors import SpecError, SpecProblem
 from ..evaluation import default_metrics, protocol_scale
-from ..validation import ResolvedSpec, _Context, _parse_key, _read_yaml, _translate, load_spec
+from ..validation import ResolvedSpec, _Context, _parse_key, _read_yaml, _translate, load_spec, shell_set
 
 _MISSING = object()
 NAME_PATTERN = r"^[A-Za-z0-9_.+\-]+$"
@@ -229,7 +229,8 @@ def load_ablation(source: str | Path | Mapping, overrides: Sequence[str] = (), *
     for raw in overrides:
         if "=" not in raw:
             ctx.add_raw(SpecProblem("", f"malformed override {raw!r}: expected KEY=VALUE",
-                                    "write --set KEY=VALUE, e.g. --set iterations=200", file=f"--set {raw}"))
+                                    "write --set KEY=VALUE, e.g. --set iterations=200", file=shell_set(raw),
+                                    override=raw))
     if ctx.problems:
         raise SpecError(ctx.sorted_problems(), source=ctx.file)
 
@@ -371,8 +372,8 @@ def _expand(spec: AblationSpec, ctx: _Context, catalog, base: Path, cli: list[st
 
 def _locate(p: SpecProblem, origin: dict, ctx: _Context) -> tuple:
     """A base-spec problem moved to where the ablation file (or the command line) caused it."""
-    if p.file and p.file.startswith("--set "):
-        raw = p.file[len("--set "):]
+    if p.override is not None:
+        raw = p.override
         if raw in origin:
             loc, _what = origin[raw]
             from ..validation import _dotted, _line_of

@@ -170,5 +170,14 @@ class Catalog:
         guess = self.suggest(kind, name)
         installed = ", ".join(self.names(kind)) or "none"
         lead = f"did you mean {guess!r}? " if guess else ""
-        return (f"{lead}Installed {plural(kind)}: {installed}. "
-                f"See `fusionkit plugins list`.")
+        return f"{lead}Installed {plural(kind)}: {installed}. " + (self.failure_note() or
+                                                                   "See `fusionkit plugins list`.")
+
+    def failure_note(self) -> str:
+        """For "unknown component" messages: which plugins failed to load (one of them may provide it), or ""."""
+        if not self.failures:
+            return ""
+        shown = "; ".join(f"{f.plugin!r} from {f.dist} ({f.cause})" for f in self.failures[:3])
+        more = f" and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
+        return (f"{len(self.failures)} plugin(s) failed to load and may provide it: {shown}{more}. Fix the "
+                "plugin (`fusionkit plugins list` shows every failure), or reinstall it.")
