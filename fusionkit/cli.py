@@ -94,7 +94,7 @@ def _print_result(result) -> None:
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a spec value, e.g. --set iterations=200 --set 'losses[joint_gradient].weight=0' "
                    "(quote values with brackets for the shell)")
@@ -108,6 +108,7 @@ def run(spec: str, overrides: tuple[str, ...], dry_run: bool) -> None:
     catalog = default_catalog()
     resolved = load_spec(spec, overrides, catalog=catalog)
     if dry_run:
+        _check_output(resolved)
         data(resolved.to_yaml())
         message("[green]spec is valid[/green] (dry run: nothing was run)")
         return
@@ -119,7 +120,7 @@ def run(spec: str, overrides: tuple[str, ...], dry_run: bool) -> None:
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @friendly
 def validate(spec: str, overrides: tuple[str, ...]) -> None:
@@ -127,8 +128,22 @@ def validate(spec: str, overrides: tuple[str, ...]) -> None:
     from .registry import default_catalog
     from .validation import load_spec
 
-    load_spec(spec, overrides, catalog=default_catalog())
+    _check_output(load_spec(spec, overrides, catalog=default_catalog()))
     message(Text(f"{spec}: valid", style="green"))
+
+
+def _check_output(resolved) -> None:
+    """validate and --dry-run: a run folder that could not be created or written is a problem of the spec's
+    ``output.dir`` (found without creating anything)."""
+    from .errors import SpecError
+    from .rundir import check_location, requested_dir
+    from .validation import problem_at
+
+    problem = check_location(requested_dir(resolved.spec))
+    if problem:
+        raise SpecError([problem_at(resolved, ("output", "dir"), problem,
+                                    "choose another `output.dir` (or --set output.dir=...)")],
+                        source=resolved.source)
 
 
 @cli.group(invoke_without_command=True)
@@ -296,7 +311,7 @@ def demo(out_dir: str, iterations: int | None, size: int, scale: int, overrides:
 
 
 @cli.command("eval")
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", type=click.Path())
 @click.argument("dataset", type=click.Path(file_okay=False))
 @click.option("--protocol", type=click.Choice(["fusion", "mfisrf"]), default="fusion", show_default=True,
               help="fusion: inputs as they are; mfisrf: sources downsampled xS, output scored at full resolution.")

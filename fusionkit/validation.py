@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import os
 import re
 import types
@@ -36,7 +37,7 @@ from .spec import PipelineSpec
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .registry import Catalog
 
-__all__ = ["ResolvedSpec", "load_spec", "spec_json_schema", "COMPONENT_SLOTS"]
+__all__ = ["ResolvedSpec", "load_spec", "problem_at", "shell_set", "spec_json_schema", "COMPONENT_SLOTS"]
 
 Loc = tuple  # a pydantic-style location: str keys and int indices
 
@@ -122,6 +123,9 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
         from .registry import default_catalog
         catalog = default_catalog()
 
+    for loc, value in _non_finite_numbers(data):
+        ctx.add(loc, *_non_finite(value))
+
     # phase 1: structure
     model: PipelineSpec | None = None
     try:
@@ -150,6 +154,26 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
     spec = PipelineSpec.model_validate(view)
     return ResolvedSpec(spec=spec, source=abs_source, base_dir=base_dir, overrides=list(overrides),
                         input_origins=origins)
+
+
+def problem_at(resolved: ResolvedSpec, loc: tuple, message: str, hint: str | None = None) -> SpecProblem:
+    """A problem found after validation (e.g. an output folder that cannot be written), located like the others:
+    at the ``--set`` that gave the value, else at its line in the spec file."""
+    for raw in reversed(resolved.overrides):
+        try:
+            tokens = tuple(t for t in _parse_key(raw.split("=", 1)[0].strip()))
+        except ValueError:
+            continue
+        n = min(len(tokens), len(loc))
+        if tokens[:n] == tuple(loc[:n]):
+            return SpecProblem(_dotted(loc), message, hint, file=shell_set(raw), override=raw)
+    line = None
+    if resolved.source:
+        try:
+            line = _line_of(yaml.compose(Path(resolved.source).read_text(encoding="utf-8")), loc)
+        except (OSError, yaml.YAMLError):
+            pass
+    return SpecProblem(_dotted(loc), message, hint, line=line, file=resolved.source or "<dict>")
 
 
 # ------------------------------------------------------------------------------------------------ context
@@ -587,6 +611,11 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
         ctx.add(("fuser",), "method 'fuser' needs a fuser, got none",
                 "name one, e.g. `fuser: {name: enfuse}` (see `fusionkit plugins list --kind fuser`), "
                 "or use `method: composite` for the two-step baseline")
+    if view.get("method", "dfp") == "dfp" and view.get("iterations") == 0:
+        ctx.add(("iterations",), "method 'dfp' needs at least 1 iteration, got 0 (the output would be the "
+                "untrained network's)",
+                "give iterations: 1 or more, or use `method: composite` for the two-step result without any "
+                "optimisation")
     losses = view.get("losses")
     if view.get("method", "dfp") == "dfp" and isinstance(losses, list) and not losses:
         ctx.add(("losses",), "method 'dfp' needs at least one loss term, got none",
@@ -762,6 +791,8 @@ def _words(err: dict, w: _Walk, owner: str | None) -> tuple[str, str | None]:
         if isinstance(key, int):
             return f"missing item [{key}]", "give every item of the list"
         return f"missing required key {key!r}", f"add `{key}: ...`" + (f" — {desc}" if desc else "")
+    if kind == "finite_number":
+        return _non_finite(value)
     if kind in _BOUND:
         attr, sym = _BOUND[kind]
         return (f"must be {sym} {_num(ctx.get(attr))} (got {_show(value)})",
@@ -806,6 +837,22 @@ def _words(err: dict, w: _Walk, owner: str | None) -> tuple[str, str | None]:
     msg = msg.replace("input should be", "expected")
     got = f" (got {_show(value)})" if value is not _MISSING and not isinstance(value, (dict, list)) else ""
     return f"{msg}{got}", about
+
+
+def _non_finite(value: Any) -> tuple[str, str]:
+    return f"expected a finite number, got {_show(value)}", "write a finite number (not .nan or .inf)"
+
+
+def _non_finite_numbers(data: Any, loc: tuple = ()) -> list[tuple[tuple, Any]]:
+    """Every NaN or infinite number in ``data`` with its location. Component ``params`` are free mappings in phase
+    1 and the JSON view phase 2 works on turns NaN into null, so they are caught here, before either phase."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(loc, data)]
+    if isinstance(data, dict):
+        return [hit for k, v in data.items() for hit in _non_finite_numbers(v, loc + (k,))]
+    if isinstance(data, list):
+        return [hit for i, v in enumerate(data) for hit in _non_finite_numbers(v, loc + (i,))]
+    return []
 
 
 def _join(*parts: str | None) -> str | None:

@@ -159,6 +159,7 @@ def test_an_input_in_the_spec_is_said_to_be_relative_to_the_spec_folder(tmp_path
 
 
 GLOB = re.compile(r"--set\s+(?!['\"])(\S*[\[\]{}*?]\S*)")
+GLOB_IN_STRING = re.compile(r"--set\s+(?!['\"])([^\s'\"]*)")     # in Python source: up to the string's end
 
 
 def shell_examples() -> list[tuple[str, str]]:
@@ -166,7 +167,8 @@ def shell_examples() -> list[tuple[str, str]]:
     files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").rglob("*.yaml")),
              *sorted((ROOT / "examples").rglob("*.md")), *sorted((ROOT / "fusionkit").rglob("*.py"))]
     for f in files:
-        for m in GLOB.finditer(f.read_text()):
+        pattern = GLOB_IN_STRING if f.suffix == ".py" else GLOB
+        for m in pattern.finditer(f.read_text()):
             token = m.group(1)
             if f.suffix == ".py":  # an f-string's {placeholder} is not printed; what is around it is
                 token = re.sub(r"\{[A-Za-z_][\w.()\[\]'\"]*\}", "", token)
