@@ -22,7 +22,9 @@ from . import __version__
 from .engine import FusionOutcome, ProgressCallback, ProgressEvent, fuse, resolve_device
 from .errors import RunError, RunInterrupted
 from .io import Stack, output_error, write_bytes, read_stack, stack_from_arrays, write_image, write_json, write_text
+from .planning import MemoryPlan, Planner, read_headers
 from .provenance import environment, utc_now
+from .resources import available_memory
 from .rundir import Staging, requested_dir, signals_deferred
 from .registry import Catalog, default_catalog
 from .validation import ResolvedSpec, load_spec
@@ -63,14 +65,15 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
     started = utc_now()
     staging = Staging.create(_output_dir(resolved)) if write else None
     try:
+        device = resolve_device(resolved.spec.device)
+        plan = _plan_from_headers(resolved, catalog, device) if inputs is None else None
         t0 = time.perf_counter()
         stack, focal = _read_stack(resolved, inputs, catalog)
         t_read = time.perf_counter() - t0
         _check_size(resolved, stack)
         if staging is not None:
             staging.check_space(_output_bytes(resolved, stack, focal is not None))
-        device = resolve_device(resolved.spec.device)
-        outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device)
+        outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device, plan=plan)
         outcome.timings = {("refocus" if focal is not None else "read_inputs"): round(t_read, 4), **outcome.timings}
         outcome.timings["total"] = round(outcome.timings["total"] + t_read, 4)
         manifest = _manifest(resolved, stack, outcome, catalog, device, started)
@@ -85,18 +88,13 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
             staging.discard()
         raise
     result = RunResult(outcome.fused, outcome, run_dir, manifest)
-    if _interrupted(outcome):
-        raise RunInterrupted(_interrupted(outcome), run_dir, result)
+    if outcome.interrupted:
+        raise RunInterrupted(outcome.interrupted, run_dir, result)
     if outcome.stopped_early:
         where = f"; the last good output is in {run_dir}" if run_dir else ""
         raise RunError(f"the fusion stopped early: {outcome.stopped_early}{where}",
                        "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or reduce the loss weights")
     return result
-
-
-def _interrupted(outcome: FusionOutcome) -> str | None:
-    """The engine's "interrupted at iteration k of n" when a signal ended the fusion loop early, else None."""
-    return getattr(outcome, "interrupted", None)
 
 
 def _read_stack(resolved: ResolvedSpec, inputs, catalog: Catalog):
@@ -141,8 +139,8 @@ def _write_run_folder(staging: Staging, resolved: ResolvedSpec, stack: Stack, fo
         if run_dir is None or isinstance(exc, RunInterrupted):
             raise
         result = RunResult(outcome.fused, outcome, run_dir, manifest)
-        reason = _interrupted(outcome) or "interrupted while the finished run was being written"
-        raise RunInterrupted(reason, run_dir, result, complete=_interrupted(outcome) is None) from exc
+        reason = outcome.interrupted or "interrupted while the finished run was being written"
+        raise RunInterrupted(reason, run_dir, result, complete=outcome.interrupted is None) from exc
     return run_dir
 
 
@@ -158,6 +156,17 @@ def _output_bytes(resolved: ResolvedSpec, stack: Stack, light_field: bool) -> in
     if light_field:
         size += n * h * w * c * stack.bit_depth // 8
     return size + 2**20
+
+def _plan_from_headers(resolved: ResolvedSpec, catalog: Catalog, device) -> MemoryPlan | None:
+    """The memory plan made from the input files' headers, before any pixel is decoded (None when the headers
+    cannot tell: the engine then plans after decoding). Refuses a run that cannot fit, with the numbers."""
+    spec = resolved.spec
+    if spec.light_field is not None or spec.method == "fuser":
+        return None
+    shape = read_headers(spec.inputs)
+    if shape is None:
+        return None
+    return Planner(spec, catalog, device).plan(shape, available_memory(device))
 
 
 def _slice_name(i: int, d: float) -> str:
@@ -212,17 +221,19 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
                   for k, n in sorted(used)}
     n, h, w, c = stack.images.shape
     last = outcome.loss_history[-1] if outcome.loss_history else None
-    status = "interrupted" if _interrupted(outcome) else "stopped_early" if outcome.stopped_early else "ok"
+    status = "stopped_early" if outcome.stopped_early else "interrupted" if outcome.interrupted else "ok"
     return {
         "fusionkit": __version__,
         "status": status,                 # ok | stopped_early (NaN/inf loss) | interrupted (SIGINT/SIGTERM)
-        "complete": status == "ok",       # every iteration the spec asked for ran
+        "complete": status == "ok",       # the run went as the spec asked (a stopping rule counts as ok)
         "stopped_early": outcome.stopped_early,
-        "interrupted": _interrupted(outcome),
+        "interrupted": outcome.interrupted,
+        "stops": outcome.stops,
         "started": started,
         "finished": utc_now(),
         "spec_file": resolved.source,
         "overrides": list(resolved.overrides),
+        "preset": {"name": spec.preset, "filled": resolved.preset_values} if spec.preset else None,
         "spec": resolved.to_dict(),
         "seed": spec.seed,
         "decision_embedding_applied": spec.method != "fuser" and spec.decision_embedding.applies_to(n),
@@ -231,6 +242,8 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
         "components": components,
         "environment": environment(device),
         "timings": dict(outcome.timings),
+        "threads": outcome.threads,
+        "memory": outcome.memory,
         "final_loss": last,
         "outputs": {},
     }

@@ -1,7 +1,7 @@
 """Ablation files: the YAML model, variant expansion, and validation of every variant before anything runs.
 
 A study's variants are patches to one base pipeline spec, each patch a list of ``--set`` overrides
-(``key=value`` with the dotted-key syntax of :mod:`fusionkit.validation`). Per variant, in this order (a later
+(``key=value`` with the dotted-key syntax of :mod:`fusionkit.specfile`). Per variant, in this order (a later
 override wins): the study's ``overrides``, the named variant's patch, the grid values, the command line's ``--set``.
 
 - ``grid`` only: the Cartesian product of the value lists (YAML key order, the last key varying fastest);
@@ -30,9 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..dataset import DatasetItem, discover
 from ..errors import SpecError, SpecProblem
 from ..evaluation import default_metrics, protocol_scale
-from ..validation import ResolvedSpec, _Context, _parse_key, _read_yaml, _translate, load_spec, shell_set
-
-_MISSING = object()
+from ..specfile import MISSING, SpecContext, dotted, line_of, parse_key, read_yaml, shell_set, translate
+from ..validation import ResolvedSpec, load_spec
 NAME_PATTERN = r"^[A-Za-z0-9_.+\-]+$"
 
 
@@ -164,7 +163,7 @@ def label_value(value: Any) -> str:
 
 def _last_token(key: str) -> str:
     try:
-        tokens = _parse_key(key)
+        tokens = parse_key(key)
     except ValueError:
         return key
     last = tokens[-1]
@@ -201,7 +200,7 @@ def load_ablation(source: str | Path | Mapping, overrides: Sequence[str] = (), *
     if isinstance(overrides, str):
         overrides = [overrides]
     overrides = list(overrides)
-    ctx = _Context()
+    ctx = SpecContext()
     if isinstance(source, Mapping):
         ctx.file = "<dict>"
         data: Any = copy.deepcopy(dict(source))
@@ -210,15 +209,15 @@ def load_ablation(source: str | Path | Mapping, overrides: Sequence[str] = (), *
     else:
         path = Path(source)
         ctx.file = str(source)
-        data = _read_yaml(path, ctx)
-        if data is _MISSING or not isinstance(data, dict):
+        data = read_yaml(path, ctx)
+        if data is MISSING or not isinstance(data, dict):
             raise SpecError(ctx.problems, source=ctx.file)
         folder = path.resolve().parent
         abs_source = path.resolve()
     try:
         spec = AblationSpec.model_validate(data)
     except ValidationError as exc:
-        for loc, message, hint in _translate(exc, AblationSpec, data):
+        for loc, message, hint in translate(exc, AblationSpec, data):
             ctx.add(loc, message, _hint_for(loc, hint))
         raise SpecError(ctx.sorted_problems(), source=ctx.file) from None
 
@@ -273,7 +272,7 @@ def _hint_for(loc: tuple, hint: str | None) -> str | None:
     return hint
 
 
-def _check_fields(spec: AblationSpec, ctx: _Context, catalog, folder: Path) -> None:
+def _check_fields(spec: AblationSpec, ctx: SpecContext, catalog, folder: Path) -> None:
     """What pydantic cannot see: paths, catalog names, key syntax, duplicates."""
     base = folder / spec.base
     if not base.is_file():
@@ -302,7 +301,7 @@ def _check_fields(spec: AblationSpec, ctx: _Context, catalog, folder: Path) -> N
     keyed += [(("variants", n, k), k) for n, patch in spec.variants.items() for k in patch]
     for loc, key in keyed:
         try:
-            _parse_key(key)
+            parse_key(key)
         except ValueError as exc:
             ctx.add(loc, f"malformed key {key!r}: {exc}", "use the --set syntax: a dotted path with [index] or "
                     "[name] selectors, e.g. focus_measure.params.threshold or losses[joint_gradient].weight")
@@ -319,7 +318,7 @@ def _check_fields(spec: AblationSpec, ctx: _Context, catalog, folder: Path) -> N
                     "rename it, e.g. `no-joint-gradient`; the name is also a folder name")
 
 
-def _expand(spec: AblationSpec, ctx: _Context, catalog, base: Path, cli: list[str]) -> list[Variant]:
+def _expand(spec: AblationSpec, ctx: SpecContext, catalog, base: Path, cli: list[str]) -> list[Variant]:
     """Every variant, validated; problems go to ``ctx`` (located in the ablation file, naming the variants)."""
     origin: dict[str, tuple[tuple, str]] = {}   # override text -> (ablation location, what it is)
 
@@ -370,15 +369,14 @@ def _expand(spec: AblationSpec, ctx: _Context, catalog, base: Path, cli: list[st
     return variants
 
 
-def _locate(p: SpecProblem, origin: dict, ctx: _Context) -> tuple:
+def _locate(p: SpecProblem, origin: dict, ctx: SpecContext) -> tuple:
     """A base-spec problem moved to where the ablation file (or the command line) caused it."""
     if p.override is not None:
         raw = p.override
         if raw in origin:
             loc, _what = origin[raw]
-            from ..validation import _dotted, _line_of
-            where = _dotted(loc[:1]) + "".join(f"[{x!r}]" if isinstance(x, str) else f"[{x}]" for x in loc[1:])
+            where = dotted(loc[:1]) + "".join(f"[{x!r}]" if isinstance(x, str) else f"[{x}]" for x in loc[1:])
             spec_path = f"{p.path}: " if p.path else ""
-            return (ctx.file, _line_of(ctx.root, loc), where, f"{spec_path}{p.message}", p.hint)
+            return (ctx.file, line_of(ctx.root, loc), where, f"{spec_path}{p.message}", p.hint)
         return (p.file, None, p.path, p.message, p.hint)
     return (p.file, p.line, p.path, p.message, p.hint)  # in the base spec file itself
