@@ -8,6 +8,7 @@ import functools
 import inspect
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -17,7 +18,38 @@ from rich.table import Table
 from rich.text import Text
 
 from .display import StudyProgress, data, err, message, out, run_progress, width, wrap
-from .errors import FusionkitError
+from .errors import FusionkitError, RunInterrupted
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops exactly as on Ctrl-C: a run keeps its last good
+    iterate, a run folder being written is finished first, and nothing half-written is left."""
+
+
+class NothingKept(KeyboardInterrupt):
+    """A run interrupted before it had anything worth keeping (no run folder was written)."""
+
+
+#: the last of SIGINT/SIGTERM this process received (decides the exit code: 128 + the signal number)
+_received: list[int] = []
+
+
+def _on_signal(signum, frame) -> None:
+    _received.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def handle_signals() -> None:
+    """SIGINT and SIGTERM alike: each raises a KeyboardInterrupt where the program is (SIGTERM otherwise kills the
+    process on the spot, leaving temporary files behind)."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _on_signal)
+
+
+def _interrupt_exit_code(exc: BaseException) -> int:
+    if _received:
+        return 128 + _received[-1]
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def _debug_enabled(ctx: click.Context | None) -> bool:
@@ -43,9 +75,28 @@ def friendly(fn):
                 traceback.print_exc()
             message(Text(f"error: {exc.render()}", style="red"))
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            err.print("interrupted; outputs already written are complete (each file is written atomically)")
-            sys.exit(130)
+        except RunInterrupted as exc:
+            if exc.complete:
+                message(f"interrupted while the finished run was being written; it was completed first: "
+                        f"{exc.run_dir}", style="yellow")
+            else:
+                message(f"{exc.reason}: the last good iterate was written to {exc.run_dir} (its manifest.json says "
+                        '"status": "interrupted")', style="yellow")
+            data(str(exc.run_dir))
+            sys.exit(_interrupt_exit_code(exc))
+        except KeyboardInterrupt as exc:
+            what = (str(exc) if isinstance(exc, NothingKept) else
+                    "nothing was left half-written: every file and run folder appears complete or not at all")
+            message(f"{'terminated' if _interrupt_exit_code(exc) == 143 else 'interrupted'}: {what}",
+                    style="yellow")
+            sys.exit(_interrupt_exit_code(exc))
+        except OSError as exc:  # a disk problem outside a run's own writing (eval and study files, synth)
+            from .io import output_error
+
+            if _debug_enabled(ctx):
+                traceback.print_exc()
+            message(Text(f"error: {output_error(Path(exc.filename or '.'), exc).render()}", style="red"))
+            sys.exit(1)
         except MemoryError:
             err.print("error: out of memory. Fix: use a smaller scale or image, or fewer/smaller generator channels")
             sys.exit(1)
@@ -74,6 +125,19 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """fusionkit: multi-focus image fusion and super-resolution fusion (Deep Fusion Prior and friends)."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+
+
+class _nothing_kept:
+    """Around a run: a plain interrupt (not a RunInterrupted) means no run folder was written; say so."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is not None and isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted):
+            raise NothingKept("the run was interrupted before the fusion had a result worth keeping; no run folder "
+                              "was written") from exc
+        return False
 
 
 def _print_result(result) -> None:
@@ -114,8 +178,9 @@ def run(spec: str, overrides: tuple[str, ...], dry_run: bool) -> None:
         return
     from .runner import run as run_spec
 
-    with run_progress() as progress:
-        result = run_spec(resolved, catalog=catalog, progress=progress)
+    with _nothing_kept():
+        with run_progress() as progress:
+            result = run_spec(resolved, catalog=catalog, progress=progress)
     _print_result(result)
 
 
@@ -297,7 +362,7 @@ def demo(out_dir: str, iterations: int | None, size: int, scale: int, overrides:
     """Fuse a synthetic multi-focus pair made from a scikit-image sample (DFP, default spec, x2)."""
     from .demo import run_demo
 
-    with run_progress() as progress:
+    with _nothing_kept(), run_progress() as progress:
         report = run_demo(Path(out_dir), iterations=iterations, size=size, scale=scale, overrides=overrides,
                           progress=progress)
     _print_result(report.result)
@@ -468,6 +533,7 @@ def _num(v: float) -> str:
 
 
 def main() -> None:
+    handle_signals()
     cli(obj={})
 
 
