@@ -29,7 +29,7 @@ from .errors import SpecError, SpecProblem
 from .presets import PRESET_NAMES, embedding_iterations, expand_preset
 from .spec import PipelineSpec
 from .specfile import MISSING as _MISSING
-from .specfile import Loc, dotted, json_schema, line_of, non_finite, non_finite_numbers, parse_key, shell_set
+from .specfile import Loc, dotted, line_of, non_finite, non_finite_numbers, parse_key, shell_set
 from .specfile import SpecContext as _Context
 from .specfile import apply_overrides as _apply_spec_overrides
 from .specfile import overlay as _overlay
@@ -88,9 +88,15 @@ class ResolvedSpec:
         return "\n".join(head) + "\n" + body
 
 
-def spec_json_schema() -> dict:
-    """JSON Schema of :class:`PipelineSpec` (``fusionkit schema``), for editor completion and checking."""
-    return json_schema(PipelineSpec)
+def spec_json_schema(catalog: "Catalog | None" = None) -> dict:
+    """JSON Schema of :class:`PipelineSpec` (``fusionkit schema``), for editor completion and checking: with the
+    installed components' names and parameters (:mod:`fusionkit.schema`)."""
+    from .schema import spec_schema
+
+    if catalog is None:
+        from .registry import default_catalog
+        catalog = default_catalog()
+    return spec_schema(catalog)
 
 
 # ------------------------------------------------------------------------------------------------ entry point
