@@ -95,11 +95,19 @@ class Resampler(Component):
 class LossContext:
     """Everything a loss may look at during one iteration.
 
-    ``output``: the generated image at x``scale`` resolution ``[1,C,sH,sW]``; ``output_low``: it downsampled by the
-    spec's downsampler ``[1,C,H,W]``; ``inputs``: the low-resolution stack ``[N,C,H,W]``; ``maps``: decision maps
-    ``[N,1,H,W]`` summing to 1 per pixel; ``luma_weights``: the RGB->Y weights to use when C == 3.
-    ``cache`` is a per-run dict where a loss may keep quantities that depend only on the inputs (computed once,
-    not every iteration).
+    ``stage`` says which optimisation the loss is in. In the ``"fusion"`` stage (Algorithm 1): ``output`` is the
+    generated image at x``scale`` resolution ``[1,C,sH,sW]`` (what is optimised), ``output_low`` it downsampled by
+    the spec's downsampler ``[1,C,H,W]``, ``inputs`` the low-resolution stack ``[N,C,H,W]`` and ``maps`` the
+    decision maps ``[N,1,H,W]`` summing to 1 per pixel (C is 1 for luma fusion, 3 with ``colour: rgb``; RGB is
+    converted to luma with :data:`fusionkit.imaging.LUMA`). In the ``"embedding"`` stage (Algorithm 2, the
+    ``decision_embedding.loss``): ``output`` and ``output_low`` are the predicted soft maps ``[N,1,H,W]``, ``maps``
+    the handcrafted target maps and ``inputs`` the luma stack; ``scale`` is 1.
+
+    ``cache`` is a dict for quantities computed from ``inputs`` and ``maps`` only (never from ``output``), so that
+    they are computed once instead of every iteration. It lives for one stage of one run (a new context, with an
+    empty cache, per stage); keys are tuples that start with the loss's name (``("content", "weights")``), so
+    that losses sharing the context never collide, and an entry should be recomputed if the tensors it came from
+    were replaced (compare shapes, or keep a reference as the built-in losses do).
     """
 
     output: Tensor
@@ -108,6 +116,7 @@ class LossContext:
     maps: Tensor
     scale: int
     cache: dict = field(default_factory=dict)
+    stage: str = "fusion"   # "fusion" (Algorithm 1) or "embedding" (Algorithm 2)
 
 
 class Loss(Component):
