@@ -526,6 +526,20 @@ def ablate(ablation: str, overrides: tuple[str, ...], dry_run: bool, executor: s
     if result.failed:
         sys.exit(1)
 
+@cli.command()
+@click.argument("folder", type=click.Path())
+@click.option("--out", "out_file", default=None, metavar="FILE",
+              help="Where to write the page (default: FOLDER/report.html).")
+@friendly
+def report(folder: str, out_file: str | None) -> None:
+    """Write one self-contained HTML page for a run, an evaluation or a study FOLDER (prints its path)."""
+    from .report import write_report
+
+    path = write_report(folder, out_file)
+    message(Text(f"report written: {path}  (self-contained: open it in any browser, or mail it)"))
+    data(str(path))
+
+
 def _num(v: float) -> str:
     """Four significant-ish digits with a fixed number of decimals per magnitude (tables stay aligned)."""
     a = abs(v)
