@@ -34,7 +34,8 @@ h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28
 figure { margin: 0; } figcaption { font-size: 12px; color: #555; max-width: 320px; overflow-wrap: anywhere; }
 img { display: block; max-width: 100%; height: auto; border: 1px solid #ccc; background: #eee; }
 img.px { image-rendering: pixelated; }
-table { border-collapse: collapse; margin: 8px 0; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
+table { border-collapse: collapse; margin: 8px 0; }
+td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; } code { font-size: 12px; }
 .muted { color: #777; }
 """
@@ -72,7 +73,8 @@ def _json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read {path}: {exc}", "the folder is damaged; rerun the command that wrote it") from exc
+        raise InputError(f"cannot read {path}: {exc}",
+                         "the folder is damaged; rerun the command that wrote it") from exc
     if not isinstance(data, dict):
         raise InputError(f"{path} is not a JSON object", "the folder is damaged; rerun the command that wrote it")
     return data
@@ -299,7 +301,8 @@ def _svg_curves(series: dict[str, list[tuple[float, float]]], title: str, w: int
         colour = COLOURS[k % len(COLOURS)]
         width = 2 if name == "total" else 1.2
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="{width}" points="{line}"/>')
-        out.append(f'<text x="{w - right + 8}" y="{top + 14 + 16 * k}" font-size="12" fill="{colour}">{_e(name)}</text>')
+        out.append(f'<text x="{w - right + 8}" y="{top + 14 + 16 * k}" font-size="12" fill="{colour}">'
+                   f"{_e(name)}</text>")
     out.append("</svg></figure>")
     return "".join(out)
 

@@ -13,8 +13,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from fusionkit.registry import build_catalog
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,8 +28,8 @@ from .yamlfile import read_yaml
 
 __all__ = ["MISSING", "Loc", "SpecContext", "dotted", "get_at", "line_of", "read_yaml", "parse_key",
            "apply_overrides", "set_path", "set_loc", "OverrideError", "EXAMPLES", "shell_set", "translate",
-           "join_hints", "non_finite", "non_finite_numbers",
-           "describe", "show", "show_number", "a_kind", "resolve_component", "overlay", "model_defaults", "resolve_path", "json_schema"]
+           "join_hints", "non_finite", "non_finite_numbers", "describe", "show", "show_number", "a_kind",
+           "resolve_component", "overlay", "model_defaults", "resolve_path", "json_schema"]
 
 
 def json_schema(model: type[BaseModel]) -> dict:
