@@ -1,25 +1,55 @@
-"""The ``fusionkit`` command line. The only module that prints; errors become one paragraph and an exit code
-(2 for spec/usage errors, 1 for runtime errors), with the traceback only under ``--debug``."""
+"""The ``fusionkit`` command line. Errors become one paragraph and an exit code (2 for spec/usage errors, 1 for
+runtime errors), with the traceback only under ``--debug``. Data goes to stdout, messages and progress to stderr
+(:mod:`fusionkit.display`); the module imports nothing heavy until a command needs it, so that ``validate`` and
+``plugins list`` start in a fraction of a second."""
 from __future__ import annotations
 
 import functools
 import inspect
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
-from .errors import FusionkitError
+from .display import StudyProgress, data, err, message, out, run_progress, width, wrap
+from .errors import FusionkitError, RunInterrupted
 
-out = Console()
-err = Console(stderr=True)
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops exactly as on Ctrl-C: a run keeps its last good
+    iterate, a run folder being written is finished first, and nothing half-written is left."""
+
+
+class NothingKept(KeyboardInterrupt):
+    """A run interrupted before it had anything worth keeping (no run folder was written)."""
+
+
+#: the last of SIGINT/SIGTERM this process received (decides the exit code: 128 + the signal number)
+_received: list[int] = []
+
+
+def _on_signal(signum, frame) -> None:
+    _received.append(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def handle_signals() -> None:
+    """SIGINT and SIGTERM alike: each raises a KeyboardInterrupt where the program is (SIGTERM otherwise kills the
+    process on the spot, leaving temporary files behind)."""
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _on_signal)
+
+
+def _interrupt_exit_code(exc: BaseException) -> int:
+    if _received:
+        return 128 + _received[-1]
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
 def _debug_enabled(ctx: click.Context | None) -> bool:
@@ -43,11 +73,30 @@ def friendly(fn):
         except FusionkitError as exc:
             if _debug_enabled(ctx):
                 traceback.print_exc()
-            err.print(Text(f"error: {exc.render()}", style="red"))
+            message(Text(f"error: {exc.render()}", style="red"))
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            err.print("interrupted; outputs already written are complete (each file is written atomically)")
-            sys.exit(130)
+        except RunInterrupted as exc:
+            if exc.complete:
+                message(f"interrupted while the finished run was being written; it was completed first: "
+                        f"{exc.run_dir}", style="yellow")
+            else:
+                message(f"{exc.reason}: the last good iterate was written to {exc.run_dir} (its manifest.json says "
+                        '"status": "interrupted")', style="yellow")
+            data(str(exc.run_dir))
+            sys.exit(_interrupt_exit_code(exc))
+        except KeyboardInterrupt as exc:
+            what = (str(exc) if isinstance(exc, NothingKept) else
+                    "nothing was left half-written: every file and run folder appears complete or not at all")
+            message(f"{'terminated' if _interrupt_exit_code(exc) == 143 else 'interrupted'}: {what}",
+                    style="yellow")
+            sys.exit(_interrupt_exit_code(exc))
+        except OSError as exc:  # a disk problem outside a run's own writing (eval and study files, synth)
+            from .io import output_error
+
+            if _debug_enabled(ctx):
+                traceback.print_exc()
+            message(Text(f"error: {output_error(Path(exc.filename or '.'), exc).render()}", style="red"))
+            sys.exit(1)
         except MemoryError:
             err.print("error: out of memory. Fix: use a smaller scale or image, or fewer/smaller generator channels")
             sys.exit(1)
@@ -78,59 +127,48 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
-class _LossColumn(ProgressColumn):
-    def render(self, task) -> Text:
-        loss = task.fields.get("loss")
-        return Text("" if loss is None else f"loss {loss:.5f}", style="cyan")
-
-
-class RichProgress:
-    """Renders engine progress events: one bar per stage with iteration, loss and ETA."""
-
-    LABELS = {"focus": "focus measure", "embedding": "decision embedding", "fusion": "fusion", "write": "writing"}
-
-    def __init__(self) -> None:
-        self.progress = Progress(TextColumn("[bold]{task.description:<19}"), BarColumn(),
-                                 TextColumn("{task.completed:>6}/{task.total:<6}"), _LossColumn(),
-                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err,
-                                 transient=False)
-        self.tasks: dict[str, int] = {}
+class _nothing_kept:
+    """Around a run: a plain interrupt (not a RunInterrupted) means no run folder was written; say so."""
 
     def __enter__(self):
-        self.progress.__enter__()
         return self
 
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def __call__(self, event) -> None:
-        if event.stage not in self.tasks:
-            self.tasks[event.stage] = self.progress.add_task(self.LABELS.get(event.stage, event.stage),
-                                                             total=max(event.total, 1), loss=None)
-        self.progress.update(self.tasks[event.stage], completed=event.iteration, loss=event.loss)
+    def __exit__(self, kind, exc, tb):
+        if exc is not None and isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted):
+            raise NothingKept("the run was interrupted before the fusion had a result worth keeping; no run folder "
+                              "was written") from exc
+        return False
 
 
-def _print_result(result, truth_psnr: dict | None = None) -> None:
+def _print_result(result) -> None:
+    """A finished run: the run folder's path on stdout (data, for scripts), what it holds on stderr."""
     m = result.manifest
-    out.print(f"[green]done[/green] in {m['timings'].get('total', 0):.1f} s "
-              f"({', '.join(f'{k} {v:.1f} s' for k, v in m['timings'].items() if k != 'total')})")
+    message(f"[green]done[/green] in {m['timings'].get('total', 0):.1f} s "
+            f"({', '.join(f'{k} {v:.1f} s' for k, v in m['timings'].items() if k != 'total')})")
     if result.run_dir:
-        out.print(f"fused image: [bold]{result.output_path}[/bold]")
-        out.print(f"run folder:  {result.run_dir}  (maps/, loss.csv, loss.png, manifest.json)")
+        outputs = m.get("outputs", {})
+        listed = [v for k, v in outputs.items() if k != "fused" and isinstance(v, str)]
+        if outputs.get("maps"):
+            listed.append("maps/")
+        if outputs.get("stack"):
+            listed.append("stack/")
+        message(Text(f"fused image: {result.output_path}"))
+        message(Text(f"run folder:  {result.run_dir}  ({', '.join(sorted(listed) + ['manifest.json'])})"))
+        data(str(result.run_dir))
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a spec value, e.g. --set iterations=200 --set losses[joint_gradient].weight=0")
+              help="Override a spec value, e.g. --set iterations=200 --set 'losses[joint_gradient].weight=0' "
+                   "(quote values with brackets for the shell)")
 @click.option("--preset", type=click.Choice(["fast", "default", "paper"]), default=None,
               help="A named schedule (docs/performance.md); values in the spec or given with --set win.")
-@click.option("--dry-run", is_flag=True, help="Validate and print the resolved spec; run nothing.")
+@click.option("--dry-run", is_flag=True, help="Validate and print the resolved spec (to stdout); run nothing.")
 @friendly
 def run(spec: str, overrides: tuple[str, ...], preset: str | None, dry_run: bool) -> None:
-    """Run a pipeline spec (YAML)."""
+    """Run a pipeline spec (YAML). Prints the run folder's path on stdout."""
     from .registry import default_catalog
-    from .runner import run as run_spec
     from .validation import load_spec
 
     catalog = default_catalog()
@@ -138,16 +176,20 @@ def run(spec: str, overrides: tuple[str, ...], preset: str | None, dry_run: bool
         overrides = (f"preset={preset}", *overrides)
     resolved = load_spec(spec, overrides, catalog=catalog)
     if dry_run:
-        out.print(resolved.to_yaml(), markup=False, highlight=False)
-        out.print("[green]spec is valid[/green] (dry run: nothing was run)")
+        _check_output(resolved)
+        data(resolved.to_yaml())
+        message("[green]spec is valid[/green] (dry run: nothing was run)")
         return
-    with RichProgress() as progress:
-        result = run_spec(resolved, catalog=catalog, progress=progress)
+    from .runner import run as run_spec
+
+    with _nothing_kept():
+        with run_progress() as progress:
+            result = run_spec(resolved, catalog=catalog, progress=progress)
     _print_result(result)
 
 
 @cli.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", type=click.Path())
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
 @friendly
 def validate(spec: str, overrides: tuple[str, ...]) -> None:
@@ -155,8 +197,22 @@ def validate(spec: str, overrides: tuple[str, ...]) -> None:
     from .registry import default_catalog
     from .validation import load_spec
 
-    load_spec(spec, overrides, catalog=default_catalog())
-    out.print(f"[green]{spec}: valid[/green]")
+    _check_output(load_spec(spec, overrides, catalog=default_catalog()))
+    message(Text(f"{spec}: valid", style="green"))
+
+
+def _check_output(resolved) -> None:
+    """validate and --dry-run: a run folder that could not be created or written is a problem of the spec's
+    ``output.dir`` (found without creating anything)."""
+    from .errors import SpecError
+    from .rundir import check_location, requested_dir
+    from .validation import problem_at
+
+    problem = check_location(requested_dir(resolved.spec))
+    if problem:
+        raise SpecError([problem_at(resolved, ("output", "dir"), problem,
+                                    "choose another `output.dir` (or --set output.dir=...)")],
+                        source=resolved.source)
 
 
 @cli.group(invoke_without_command=True)
@@ -167,9 +223,14 @@ def plugins(ctx: click.Context) -> None:
         ctx.invoke(plugins_list)
 
 
-def _status(cls) -> str:
-    """ok, or why a component that depends on something outside Python (a fuser's program) cannot run here."""
-    reason = cls.unavailable() if hasattr(cls, "unavailable") else None
+def _unavailable(info) -> str | None:
+    """Why a component that depends on something outside Python (a fuser's program) cannot run here, or None.
+    Only fusers have such a check; asking only them keeps `plugins list` from importing every component."""
+    return info.cls.unavailable() if info.kind == "fuser" else None
+
+
+def _status(info) -> str:
+    reason = _unavailable(info)
     return f"[yellow]unavailable: {reason}[/yellow]" if reason else "[green]ok[/green]"
 
 
@@ -177,9 +238,14 @@ def _status(cls) -> str:
 @click.option("--kind", type=str, default=None,
               help="Only this kind (focus_measure, generator, resampler, loss, metric, fuser, light_field).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--wide", "-w", is_flag=True, help="On a terminal, print summaries in full instead of fitting them "
+                                                 "to the width (piped output is never cut).")
 @friendly
-def plugins_list(kind: str | None, as_json: bool) -> None:
-    """Every component with its kind, distribution and status; failed plugins too."""
+def plugins_list(kind: str | None, as_json: bool, wide: bool) -> None:
+    """Every component with its kind, distribution and status; failed plugins too.
+
+    One line per component; names and distributions are never cut (so `fusionkit plugins list | grep NAME`
+    works), the reasons behind a status follow the list."""
     from .interfaces import KINDS
     from .registry import default_catalog
 
@@ -188,32 +254,50 @@ def plugins_list(kind: str | None, as_json: bool) -> None:
         raise click.UsageError(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     items = catalog.all(kind)
     if as_json:
-        data = {"components": [{"kind": i.kind, "name": i.name, "summary": i.summary, "dist": i.dist,
-                                "version": i.version,
-                                "unavailable": i.cls.unavailable() if hasattr(i.cls, "unavailable") else None}
-                               for i in items],
-                "failed": [{"plugin": f.plugin, "dist": f.dist, "cause": f.cause} for f in catalog.failures],
-                "conflicts": [{"kind": k, "name": n, "dists": [i.dist for i in v]}
-                              for (k, n), v in catalog.conflicts.items()]}
-        click.echo(json.dumps(data, indent=2))
+        doc = {"components": [{"kind": i.kind, "name": i.name, "summary": i.summary, "dist": i.dist,
+                               "version": i.version, "unavailable": _unavailable(i)} for i in items],
+               "failed": [{"plugin": f.plugin, "dist": f.dist, "cause": f.cause} for f in catalog.failures],
+               "conflicts": [{"kind": k, "name": n, "dists": [i.dist for i in v]}
+                             for (k, n), v in catalog.conflicts.items()]}
+        data(json.dumps(doc, indent=2))
         return
-    table = Table(title="fusionkit components")
-    for col in ("kind", "name", "summary", "distribution", "status"):
-        table.add_column(col)
+    rows, notes = [], []
     for i in items:
-        table.add_row(i.kind, i.name, i.summary, f"{i.dist} {i.version}", _status(i.cls))
+        reason = _unavailable(i)
+        rows.append((i.kind, i.name, f"{i.dist} {i.version}", "unavailable" if reason else "ok", i.summary))
+        if reason:
+            notes.append(f"{i.name} ({i.kind}) is unavailable: {reason}")
     for (k, n), infos in catalog.conflicts.items():
-        table.add_row(k, n, "", " + ".join(f"{i.dist} {i.version}" for i in infos), "[red]conflict[/red]")
+        if kind in (None, k):
+            dists = " + ".join(f"{i.dist} {i.version}" for i in infos)
+            rows.append((k, n, dists, "conflict", ""))
+            notes.append(f"{n} ({k}) is provided by {dists}: neither is used. Fix: uninstall one, or choose with "
+                         "FUSIONKIT_LOAD_PLUGINS=dist1,dist2")
     for f in catalog.failures:
-        table.add_row("?", f.plugin, f.cause, f.dist, "[red]failed[/red]")
-    out.print(table)
+        notes.append(f"plugin {f.plugin!r} from {f.dist} failed to load: {f.cause}")
+    header = ("KIND", "NAME", "DISTRIBUTION", "STATUS", "SUMMARY")
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(4)]
+    fit = sys.stdout.isatty() and not wide
+    for r in [header, *rows]:
+        head = "  ".join(cell.ljust(w) for cell, w in zip(r[:4], widths)) + "  "
+        summary = r[4]
+        room = width() - len(head)
+        if fit and len(summary) > room:
+            summary = summary[:max(0, room - 1)].rstrip() + "…" if room > 10 else ""
+        data((head + summary).rstrip())
+    if notes:
+        data("")
+        for note in notes:
+            data("\n".join(wrap(note, width(), indent="")))
+    if not rows:
+        message("no components" + (f" of kind {kind}" if kind else "") + " are installed")
 
 
 @plugins.command("show")
 @click.argument("name")
 @friendly
 def plugins_show(name: str) -> None:
-    """Every parameter of a component: type, default, bounds, description."""
+    """Every parameter of a component (type, default, bounds, description), then its documentation."""
     from . import fielddoc
     from .errors import PluginError
     from .interfaces import KINDS
@@ -228,19 +312,23 @@ def plugins_show(name: str) -> None:
         guess = difflib.get_close_matches(name, every, n=1)
         raise PluginError(f"no component named {name!r}",
                           (f"did you mean {guess[0]!r}? " if guess else "") + "See `fusionkit plugins list`.")
+    columns = width() if sys.stdout.isatty() else 80
     for info in found:
-        out.print(f"[bold]{info.name}[/bold]  ({info.kind}, {info.dist} {info.version})")
-        out.print(info.summary)
-        out.print(f"reference: {info.reference}")
+        lines = [f"{info.name}  ({info.kind}, {info.dist} {info.version})", *wrap(info.summary, columns), "",
+                 "parameters:"]
+        rows = fielddoc.rows(info.params)
+        if not rows:
+            lines.append("  none")
+        for row in rows:
+            extra = ", ".join(x for x in (f"default {row.default}", row.bounds) if x)
+            lines += wrap(f"{row.name}: {row.type}; {extra}", columns, indent="  ")
+            if row.description:
+                lines += wrap(row.description, columns, indent="      ")
+        lines += ["", *wrap(f"reference: {info.reference}", columns)]
         doc = inspect.getdoc(info.cls) or ""
         if doc:
-            out.print(doc, markup=False, highlight=False)
-        table = Table(title="parameters")
-        for col in ("name", "type", "default", "bounds", "description"):
-            table.add_column(col)
-        for row in fielddoc.rows(info.cls.Params):
-            table.add_row(*(Text(cell) for cell in row))  # Text: a "[...]" in a default is not rich markup
-        out.print(table)
+            lines += ["", "description:", *wrap(doc, columns, indent="  ")]
+        data("\n".join(lines))
 
 
 @cli.command()
@@ -278,11 +366,11 @@ def demo(out_dir: str, iterations: int | None, size: int, scale: int, overrides:
     """Fuse a synthetic multi-focus pair made from a scikit-image sample (DFP, default spec, x2)."""
     from .demo import run_demo
 
-    with RichProgress() as progress:
+    with _nothing_kept(), run_progress() as progress:
         report = run_demo(Path(out_dir), iterations=iterations, size=size, scale=scale, overrides=overrides,
                           progress=progress)
     _print_result(report.result)
-    out.print(f"inputs (low resolution): {report.inputs_dir}")
+    message(Text(f"inputs (low resolution): {report.inputs_dir}"))
     table = Table(title=f"PSNR against the ground truth (x{scale})")
     table.add_column("image")
     table.add_column("PSNR (dB)", justify="right")
@@ -292,7 +380,7 @@ def demo(out_dir: str, iterations: int | None, size: int, scale: int, overrides:
 
 
 @cli.command("eval")
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("spec", type=click.Path())
 @click.argument("dataset", type=click.Path(file_okay=False))
 @click.option("--protocol", type=click.Choice(["fusion", "mfisrf"]), default="fusion", show_default=True,
               help="fusion: inputs as they are; mfisrf: sources downsampled xS, output scored at full resolution.")
@@ -311,7 +399,7 @@ def eval_(spec: str, dataset: str, protocol: str, scale: int | None, downsampler
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     target = Path(out_dir) if out_dir else Path("runs") / f"eval-{Path(dataset).resolve().name}-{protocol}"
-    with RichProgress() as progress:
+    with run_progress() as progress:
         result = evaluate(spec, dataset, target, protocol=protocol, metrics=names, scale=scale,
                           downsampler=downsampler, overrides=overrides, progress=progress)
     table = Table(title=f"{protocol} x{result.scale}: "
@@ -323,11 +411,10 @@ def eval_(spec: str, dataset: str, protocol: str, scale: int | None, downsampler
         table.add_row(name, fmt(m["mean"]), fmt(m["std"]), str(m["n"]), "higher" if m["higher_is_better"] else "lower")
     out.print(table)
     if result.skipped:
-        out.print(f"resumed: {len(result.skipped)} item(s) already done were skipped")
+        message(f"resumed: {len(result.skipped)} item(s) already done were skipped")
     for r in result.failed:
-        err.print(Text(f"item {r['id']} failed: {r['error']}", style="red"))
-    out.print(f"results: [bold]{result.out_dir}[/bold]  (summary.md, summary.json, results.csv, results.jsonl, "
-              "items/)")
+        message(Text(f"item {r['id']} failed: {r['error']}", style="red"))
+    message(Text(f"results: {result.out_dir}  (summary.md, summary.json, results.csv, results.jsonl, items/)"))
     if result.failed:
         sys.exit(1)
 
@@ -351,14 +438,15 @@ def synth(src: str, out_dir: str, n: int, blur: str, strength: float, scale: int
 
     written = make_dataset(src, out_dir, n=n, scale=scale, blur=blur, strength=strength, seed=seed, limit=limit)
     items = sum(1 for p in written if p.stem.endswith("_GT"))
-    out.print(f"[green]{items} item(s)[/green] ({len(written)} images) written to [bold]{out_dir}[/bold]")
+    message(Text.assemble((f"{items} item(s)", "green"), f" ({len(written)} images) written to {out_dir}"))
 
 
 
 @cli.command()
 @click.argument("ablation", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a spec value in every variant (applied last), e.g. --set iterations=200")
+              help="Override a spec value in every variant (applied last), e.g. --set iterations=200 "
+                   "(quote values with brackets for the shell)")
 @click.option("--dry-run", is_flag=True, help="Validate every variant and print the variant table; run nothing.")
 @click.option("--executor", type=click.Choice(["local", "dask"]), default=None,
               help="local: this machine; dask: a dask.distributed cluster (default: the file's, else local).")
@@ -376,8 +464,6 @@ def ablate(ablation: str, overrides: tuple[str, ...], dry_run: bool, executor: s
            scheduler: str | None, threads: int | None, out_dir: str | None, limit: int | None,
            max_runs: int | None) -> None:
     """Run an ablation study: every variant of ABLATION (YAML) on every dataset item, ranked (docs/ablation.md)."""
-    from rich.markup import escape
-
     from .ablation import check_resume, default_out_dir, load_ablation, run_study
     from .errors import InputError
     from .registry import default_catalog
@@ -402,44 +488,24 @@ def ablate(ablation: str, overrides: tuple[str, ...], dry_run: bool, executor: s
         out.print(table)
         common = [f"{k}={label_value(x)}" for k, x in plan.spec.overrides.items()] + list(plan.cli_overrides)
         if common:
-            out.print(Text("every variant: " + " ".join(common)))
-        out.print(f"{len(plan.variants)} variant(s) x {len(plan.items)} stack(s) = [bold]{plan.n_runs} run(s)[/bold]; "
-                  f"protocol {plan.protocol} x{plan.scale}; metrics {', '.join(plan.metrics)}")
+            message(Text("every variant: " + " ".join(common)))
+        message(f"{len(plan.variants)} variant(s) x {len(plan.items)} stack(s) = [bold]{plan.n_runs} run(s)[/bold]; "
+                f"protocol {plan.protocol} x{plan.scale}; metrics {', '.join(plan.metrics)}")
         try:
             done = check_resume(target, plan)
             note = f"; {done} already done there (would resume)" if done else ""
         except InputError as exc:
             note = f" — but it would be refused: {exc.message}"
-        out.print(Text(f"study folder: {target.resolve()}{note}"))
-        out.print("[green]every variant is valid[/green] (dry run: nothing was run)")
+        message(Text(f"study folder: {target.resolve()}{note}"))
+        message("[green]every variant is valid[/green] (dry run: nothing was run)")
         return
 
-    bar = Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(),
-                   TextColumn("{task.completed:>5}/{task.total:<5}"), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn(), TextColumn("{task.fields[note]}"), console=err)
-    with bar:
-        study_task = bar.add_task("study", total=plan.n_runs, note="")
-        shorts = {v.name: v.short for v in plan.variants}
-        run_task_id = None
-
-        def on_study(event) -> None:
-            note = ""
-            if event.record is not None:
-                r = event.record
-                note = escape(f"last: {shorts.get(r['variant'], r['variant'])} / {r['item']} {r['status']} "
-                              f"({r.get('seconds', 0):.1f} s)")
-            bar.update(study_task, completed=event.done, total=max(event.total, 1), note=note)
-
-        def on_run(event) -> None:
-            nonlocal run_task_id
-            if run_task_id is None:
-                run_task_id = bar.add_task("run", total=1, note="")
-            bar.update(run_task_id, completed=event.iteration, total=max(event.total, 1), note=event.stage)
-
+    shorts = {v.name: v.short for v in plan.variants}
+    with StudyProgress(plan.n_runs, lambda r: shorts.get(r["variant"], r["variant"])) as shown:
         result = run_study(plan, target, executor=executor, workers=workers, scheduler=scheduler, threads=threads,
-                           max_runs=max_runs, progress=on_study, run_progress=on_run)
+                           max_runs=max_runs, progress=shown.on_study, run_progress=shown.on_run)
     metrics = list(result.table["metrics"])
-    out.print(f"full variant names and tables: {result.out_dir / 'summary.md'}")
+    message(Text(f"full variant names and tables: {result.out_dir / 'summary.md'}"))
     table = Table(title=f"ablation {plan.spec.name}: protocol {plan.protocol} x{plan.scale}, "
                         f"{len(plan.items)} stack(s), mean ± std")
     table.add_column("variant", overflow="fold")
@@ -455,15 +521,28 @@ def ablate(ablation: str, overrides: tuple[str, ...], dry_run: bool, executor: s
         table.add_row(Text(shorts[row["variant"]]), *cells, ar, f"{row['ok']}/{row['runs']}", style=style)
     out.print(table)
     if result.skipped:
-        out.print(f"resumed: {len(result.skipped)} run(s) already done were skipped")
+        message(f"resumed: {len(result.skipped)} run(s) already done were skipped")
     if result.pending:
-        out.print(f"stopped after {len(result.ran)} run(s) (--max-runs); {result.pending} left: rerun to resume")
+        message(f"stopped after {len(result.ran)} run(s) (--max-runs); {result.pending} left: rerun to resume")
     for r in result.failed:
-        err.print(Text(f"run {r['variant']} / {r['item']} failed: {r['error']}", style="red"))
-    out.print(f"results: [bold]{result.out_dir}[/bold]  (summary.md, summary.csv, summary.json, runs.csv, plots/, "
-              "runs/)")
+        message(Text(f"run {r['variant']} / {r['item']} failed: {r['error']}", style="red"))
+    message(Text(f"results: {result.out_dir}  (summary.md, summary.csv, summary.json, runs.csv, plots/, runs/)"))
     if result.failed:
         sys.exit(1)
+
+@cli.command()
+@click.argument("folder", type=click.Path())
+@click.option("--out", "out_file", default=None, metavar="FILE",
+              help="Where to write the page (default: FOLDER/report.html).")
+@friendly
+def report(folder: str, out_file: str | None) -> None:
+    """Write one self-contained HTML page for a run, an evaluation or a study FOLDER (prints its path)."""
+    from .report import write_report
+
+    path = write_report(folder, out_file)
+    message(Text(f"report written: {path}  (self-contained: open it in any browser, or mail it)"))
+    data(str(path))
+
 
 def _num(v: float) -> str:
     """Four significant-ish digits with a fixed number of decimals per magnitude (tables stay aligned)."""
@@ -472,6 +551,7 @@ def _num(v: float) -> str:
 
 
 def main() -> None:
+    handle_signals()
     cli(obj={})
 
 

@@ -135,7 +135,7 @@ def embed_decision(spec: PipelineSpec, catalog: Catalog, luma: Tensor, maps: Ten
     else:
         z = luma.mean(0, keepdim=True)
     opt = torch.optim.Adam(gen.parameters(), lr=de.lr)
-    ctx = LossContext(output=maps, output_low=maps, inputs=luma, maps=maps, scale=1)
+    ctx = LossContext(output=maps, output_low=maps, inputs=luma, maps=maps, scale=1, stage="embedding")
     precision = resolve_precision(spec.precision, device)
     iterations = embedding_iterations(spec.iterations, de.iterations)
 

@@ -42,8 +42,9 @@ class SpecProblem:
     """One located spec problem: where (file:line + dotted path), what, and the fix."""
 
     def __init__(self, path: str, message: str, hint: str | None = None, line: int | None = None,
-                 file: str | None = None):
+                 file: str | None = None, override: str | None = None):
         self.path, self.message, self.hint, self.line, self.file = path, message, hint, line, file
+        self.override = override  # the raw KEY=VALUE of the --set that caused it (``file`` is then its label)
 
     def render(self) -> str:
         where = f"{self.file or '<spec>'}:{self.line}" if self.line else (self.file or "<spec>")
@@ -64,3 +65,17 @@ class PluginError(FusionkitError):
 
 class RunError(FusionkitError):
     """The run itself failed (NaN loss, out of memory, unwritable output, ...)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT or SIGTERM once it had something worth keeping.
+
+    ``run_dir`` is the published run folder: with ``complete`` False it holds the last good iterate and its
+    manifest says ``"status": "interrupted"`` (``reason``: "interrupted at iteration 137 of 1000"); with
+    ``complete`` True the signal came while a finished run was being written, and the folder is complete. It is a
+    ``KeyboardInterrupt``, so a loop of runs stops as the user asked; ``result`` is the :class:`RunResult`.
+    """
+
+    def __init__(self, reason: str, run_dir=None, result=None, complete: bool = False):
+        super().__init__(reason)
+        self.reason, self.run_dir, self.result, self.complete = reason, run_dir, result, complete

@@ -117,15 +117,21 @@ def evaluate(spec, dataset_dir: str | Path, out_dir: str | Path, *, protocol: st
     ran, skipped = [], []
     done = sum(1 for it in items if rows.get(it.id, {}).get("status") == "ok")
     report(ProgressEvent("items", done, len(items)))
-    for it in items:
-        if rows.get(it.id, {}).get("status") == "ok":
-            skipped.append(it.id)
-            continue
-        ran.append(it.id)
-        rows[it.id] = _evaluate_item(it, resolved, protocol, s, resampler, scorers, catalog, out, progress)
-        _write_jsonl(out / "results.jsonl", [rows[i.id] for i in items if i.id in rows])
-        done += 1
-        report(ProgressEvent("items", done, len(items)))
+    try:
+        for it in items:
+            if rows.get(it.id, {}).get("status") == "ok":
+                skipped.append(it.id)
+                continue
+            ran.append(it.id)
+            rows[it.id] = _evaluate_item(it, resolved, protocol, s, resampler, scorers, catalog, out, progress)
+            _write_jsonl(out / "results.jsonl", [rows[i.id] for i in items if i.id in rows])
+            done += 1
+            report(ProgressEvent("items", done, len(items)))
+    except KeyboardInterrupt:  # SIGINT/SIGTERM: say so in eval.json (rerunning resumes), then stop as asked
+        eval_info.update(status="interrupted", interrupted=utc_now(),
+                         n_ok=sum(r.get("status") == "ok" for r in rows.values()))
+        write_json(out / "eval.json", eval_info)
+        raise
 
     ordered = [rows[it.id] for it in items if it.id in rows]
     summary = _summary(ordered, scorers)

@@ -10,24 +10,32 @@ A component class declares, as class attributes:
 
 Tensors are float32, shape ``[B, C, H, W]``, values in [0, 1] unless said otherwise. Components never read files
 or specs: they get plain tensors and a validated ``Params`` instance.
+
+Importing this module does not import torch (``fusionkit validate`` and ``plugins list`` stay light): only
+:class:`Generator`, an ``nn.Module``, needs it, and it is created on first use (``from fusionkit.interfaces import
+Generator`` works as usual).
 """
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
-from torch import Tensor, nn
 
 from .errors import FusionkitError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import Tensor
+
 
 class Params(BaseModel):
-    """Base of every component's parameter model: unknown keys are errors, never silently ignored."""
+    """Base of every component's parameter model: unknown keys are errors, never silently ignored, and numbers are
+    finite (a NaN or infinite parameter is refused with "expected a finite number")."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Component(ABC):
@@ -83,31 +91,23 @@ class Resampler(Component):
     def up(self, x: Tensor, factor: int) -> Tensor: ...
 
 
-class Generator(Component, nn.Module):
-    """An image generator ``G(z)``: ``forward(z[1,in_channels,H,W]) -> [1,out_channels,H,W]`` in [0, 1].
-
-    Output spatial size equals input size for any H, W (a generator pads and crops inside if it must).
-    """
-
-    kind = "generator"
-
-    def __init__(self, in_channels: int, out_channels: int, params: Params | dict | None = None,
-                 **overrides: Any):
-        nn.Module.__init__(self)
-        self._init_params(params, overrides)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-
-
 @dataclass
 class LossContext:
     """Everything a loss may look at during one iteration.
 
-    ``output``: the generated image at x``scale`` resolution ``[1,C,sH,sW]``; ``output_low``: it downsampled by the
-    spec's downsampler ``[1,C,H,W]``; ``inputs``: the low-resolution stack ``[N,C,H,W]``; ``maps``: decision maps
-    ``[N,1,H,W]`` summing to 1 per pixel; ``luma_weights``: the RGB->Y weights to use when C == 3.
-    ``cache`` is a per-run dict where a loss may keep quantities that depend only on the inputs (computed once,
-    not every iteration).
+    ``stage`` says which optimisation the loss is in. In the ``"fusion"`` stage (Algorithm 1): ``output`` is the
+    generated image at x``scale`` resolution ``[1,C,sH,sW]`` (what is optimised), ``output_low`` it downsampled by
+    the spec's downsampler ``[1,C,H,W]``, ``inputs`` the low-resolution stack ``[N,C,H,W]`` and ``maps`` the
+    decision maps ``[N,1,H,W]`` summing to 1 per pixel (C is 1 for luma fusion, 3 with ``colour: rgb``; RGB is
+    converted to luma with :data:`fusionkit.imaging.LUMA`). In the ``"embedding"`` stage (Algorithm 2, the
+    ``decision_embedding.loss``): ``output`` and ``output_low`` are the predicted soft maps ``[N,1,H,W]``, ``maps``
+    the handcrafted target maps and ``inputs`` the luma stack; ``scale`` is 1.
+
+    ``cache`` is a dict for quantities computed from ``inputs`` and ``maps`` only (never from ``output``), so that
+    they are computed once instead of every iteration. It lives for one stage of one run (a new context, with an
+    empty cache, per stage); keys are tuples that start with the loss's name (``("content", "weights")``), so
+    that losses sharing the context never collide, and an entry should be recomputed if the tensors it came from
+    were replaced (compare shapes, or keep a reference as the built-in losses do).
     """
 
     output: Tensor
@@ -116,6 +116,7 @@ class LossContext:
     maps: Tensor
     scale: int
     cache: dict = field(default_factory=dict)
+    stage: str = "fusion"   # "fusion" (Algorithm 1) or "embedding" (Algorithm 2)
 
 
 class Loss(Component):
@@ -212,14 +213,73 @@ class UnsupportedInput(FusionkitError):
     """A component was given inputs it cannot handle (e.g. N > 2 for a pairwise-only measure)."""
 
 
-#: Every component kind: the base class each plugin subclasses and the hook that registers it.
-KINDS: dict[str, type[Component]] = {
-    "focus_measure": FocusMeasure,
-    "generator": Generator,
-    "resampler": Resampler,
-    "loss": Loss,
-    "metric": Metric,
-    "fuser": Fuser,
+def _make_generator() -> type[Component]:
+    from torch import nn
+
+    class Generator(Component, nn.Module):
+        """An image generator ``G(z)``: ``forward(z[1,in_channels,H,W]) -> [1,out_channels,H,W]`` in [0, 1].
+
+        Output spatial size equals input size for any H, W (a generator pads and crops inside if it must).
+        """
+
+        kind = "generator"
+
+        def __init__(self, in_channels: int, out_channels: int, params: Params | dict | None = None,
+                     **overrides: Any):
+            nn.Module.__init__(self)
+            self._init_params(params, overrides)
+            self.in_channels = in_channels
+            self.out_channels = out_channels
+
+    Generator.__qualname__ = "Generator"
+    Generator.__module__ = __name__
+    return Generator
+
+
+def _generator() -> type[Component]:
+    """The :class:`Generator` base class, made (once) on first use."""
+    if "Generator" not in globals():
+        globals()["Generator"] = _make_generator()
+    return globals()["Generator"]
+
+
+def __getattr__(name: str):
+    # PEP 562: `Generator` (an nn.Module) is made when first asked for, so that importing the contracts does not
+    # import torch. It is then an ordinary module attribute.
+    if name == "Generator":
+        return _generator()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Kinds(Mapping):
+    """kind -> base class. Iterating, ``len`` and ``in`` need no torch; only ``KINDS["generator"]`` makes
+    :class:`Generator`."""
+
+    _NAMES = ("focus_measure", "generator", "resampler", "loss", "metric", "fuser", "light_field")
+
+    def __getitem__(self, kind: str) -> type[Component]:
+        if kind not in self._NAMES:
+            raise KeyError(kind)
+        return _generator() if kind == "generator" else _LIGHT_KINDS[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._NAMES)
+
+    def __len__(self) -> int:
+        return len(self._NAMES)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._NAMES
+
+    def __repr__(self) -> str:
+        return f"KINDS({', '.join(self._NAMES)})"
+
+
+_LIGHT_KINDS: dict[str, type[Component]] = {
+    "focus_measure": FocusMeasure, "resampler": Resampler, "loss": Loss, "metric": Metric, "fuser": Fuser,
     "light_field": LightFieldSource,
 }
+
+#: Every component kind (in this order) and the base class each plugin subclasses.
+KINDS: Mapping[str, type[Component]] = _Kinds()
 

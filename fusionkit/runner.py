@@ -2,7 +2,9 @@
 
 ``fusionkit.run("spec.yaml")`` or ``fusionkit.run({...}, inputs=[a, b])`` returns a :class:`RunResult`.
 Run folder contents: ``fused.png|tif``, ``maps/map_NN.png`` (and the focus measure's own maps), ``loss.csv``,
-``loss.png``, ``spec.resolved.yaml`` and ``manifest.json`` (resolved spec, versions, seed, device, timings).
+``loss.png``, ``spec.resolved.yaml`` and ``manifest.json`` (resolved spec, versions, seed, device, timings, and
+how the run ended: ``status`` and ``complete``). The folder is checked and created (hidden) before any work and
+published whole at the end (:mod:`fusionkit.rundir`); docs/runs.md lists what it holds in each outcome.
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ import numpy as np
 
 from . import __version__
 from .engine import FusionOutcome, ProgressCallback, ProgressEvent, fuse, resolve_device
-from .errors import RunError
-from .io import Stack, new_run_dir, write_bytes, read_stack, stack_from_arrays, write_image, write_json, write_text
+from .errors import RunError, RunInterrupted
+from .io import Stack, output_error, write_bytes, read_stack, stack_from_arrays, write_image, write_json, write_text
 from .planning import MemoryPlan, Planner, read_headers
 from .provenance import environment, utc_now
 from .resources import available_memory
+from .rundir import Staging, requested_dir, signals_deferred
 from .registry import Catalog, default_catalog
 from .validation import ResolvedSpec, load_spec
 
@@ -46,52 +49,113 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
         catalog: Catalog | None = None, write: bool = True) -> RunResult:
     """Validate ``spec`` (a YAML path, a dict or a :class:`ResolvedSpec`), fuse and write the run folder.
 
-    ``inputs`` gives the images as arrays instead of the spec's ``inputs`` paths. ``write=False`` returns the
-    result without touching the disk.
+    ``inputs`` gives the images as arrays instead of the spec's ``inputs`` paths (see
+    :func:`fusionkit.io.stack_from_arrays` for the rule: uint8, uint16, or floats in [0, 1]). ``write=False``
+    returns the result without touching the disk.
+
+    The output location is checked, and a hidden staging folder created, before anything is read or computed; the
+    outputs' size is checked against the free space before computing. A ``KeyboardInterrupt`` (SIGINT, or SIGTERM
+    where the program turns it into one, as the CLI does) after the engine has a good iterate publishes a run folder
+    with that iterate and ``"status": "interrupted"``, then raises :class:`~fusionkit.errors.RunInterrupted`;
+    earlier, it leaves no folder at all.
     """
     catalog = catalog or default_catalog()
     resolved = spec if isinstance(spec, ResolvedSpec) else load_spec(
         spec, overrides, catalog=catalog, require_inputs=inputs is None)
     started = utc_now()
-    device = resolve_device(resolved.spec.device)
-    plan = _plan_from_headers(resolved, catalog, device) if inputs is None else None
-    t0 = time.perf_counter()
-    focal = None
-    if inputs is not None:
-        stack = stack_from_arrays(inputs)
-    elif resolved.spec.light_field is not None:
-        stack, focal = _light_field_stack(resolved, catalog)
-    else:
-        stack = read_stack(resolved.spec.inputs)
-    t_read = time.perf_counter() - t0
-    _check_size(resolved, stack)
-    outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device, plan=plan)
-    outcome.timings = {("refocus" if focal is not None else "read_inputs"): round(t_read, 4), **outcome.timings}
-    outcome.timings["total"] = round(outcome.timings["total"] + t_read, 4)
-    manifest = _manifest(resolved, stack, outcome, catalog, device, started)
-    if focal is not None:
-        manifest["light_field"] = focal.info
-    run_dir = None
-    if write:
-        t1 = time.perf_counter()
-        report = progress or (lambda e: None)
-        report(ProgressEvent("write", 0, 1))
-        run_dir = new_run_dir(_output_dir(resolved))
+    staging = Staging.create(_output_dir(resolved)) if write else None
+    try:
+        device = resolve_device(resolved.spec.device)
+        plan = _plan_from_headers(resolved, catalog, device) if inputs is None else None
+        t0 = time.perf_counter()
+        stack, focal = _read_stack(resolved, inputs, catalog)
+        t_read = time.perf_counter() - t0
+        _check_size(resolved, stack)
+        if staging is not None:
+            staging.check_space(_output_bytes(resolved, stack, focal is not None))
+        outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device, plan=plan)
+        outcome.timings = {("refocus" if focal is not None else "read_inputs"): round(t_read, 4), **outcome.timings}
+        outcome.timings["total"] = round(outcome.timings["total"] + t_read, 4)
+        manifest = _manifest(resolved, stack, outcome, catalog, device, started)
         if focal is not None:
-            _write_slices(run_dir, stack, manifest)
-        _write_outputs(run_dir, resolved, stack, outcome, manifest)
-        manifest["timings"]["write_outputs"] = round(time.perf_counter() - t1, 4)
-        manifest["timings"]["total"] = round(manifest["timings"]["total"] + manifest["timings"]["write_outputs"], 4)
-        report(ProgressEvent("write", 1, 1))
-        manifest["run_dir"] = str(run_dir)
-        write_json(run_dir / "manifest.json", manifest)
+            manifest["light_field"] = focal.info
+        run_dir = None
+        if staging is not None:
+            run_dir = _write_run_folder(staging, resolved, stack, focal, outcome, manifest, progress,
+                                        _output_bytes(resolved, stack, focal is not None))
+    except BaseException:
+        if staging is not None:
+            staging.discard()
+        raise
     result = RunResult(outcome.fused, outcome, run_dir, manifest)
+    if outcome.interrupted:
+        raise RunInterrupted(outcome.interrupted, run_dir, result)
     if outcome.stopped_early:
         where = f"; the last good output is in {run_dir}" if run_dir else ""
         raise RunError(f"the fusion stopped early: {outcome.stopped_early}{where}",
                        "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or reduce the loss weights")
     return result
 
+
+def _read_stack(resolved: ResolvedSpec, inputs, catalog: Catalog):
+    """The stack to fuse (from arrays, the spec's files, or a light field) and the focal stack info, if any."""
+    if inputs is not None:
+        return stack_from_arrays(inputs), None
+    if resolved.spec.light_field is not None:
+        return _light_field_stack(resolved, catalog)
+    return read_stack(resolved.spec.inputs, resolved.input_origins), None
+
+
+def _write_run_folder(staging: Staging, resolved: ResolvedSpec, stack: Stack, focal, outcome: FusionOutcome,
+                      manifest: dict, progress: ProgressCallback | None, need: int) -> Path:
+    """Write every output into the staging folder and publish it; SIGINT/SIGTERM wait until it is done.
+
+    A signal that came while writing is delivered once the folder is complete: it then surfaces as
+    :class:`RunInterrupted` with ``complete=True``. A write failure (no space, permissions) leaves nothing.
+    """
+    report = progress or (lambda e: None)
+    t1 = time.perf_counter()
+    run_dir = None
+    try:
+        with signals_deferred():
+            report(ProgressEvent("write", 0, 1))
+            try:
+                if focal is not None:
+                    _write_slices(staging.path, stack, manifest)
+                _write_outputs(staging.path, resolved, stack, outcome, manifest)
+                manifest["timings"]["write_outputs"] = round(time.perf_counter() - t1, 4)
+                manifest["timings"]["total"] = round(manifest["timings"]["total"]
+                                                     + manifest["timings"]["write_outputs"], 4)
+
+                def finish(final: Path) -> None:
+                    manifest["run_dir"] = str(final)
+                    write_json(staging.path / "manifest.json", manifest)
+
+                run_dir = staging.publish(finish)
+            except OSError as exc:
+                raise output_error(staging.path.parent, exc, need) from exc
+            report(ProgressEvent("write", 1, 1))
+    except KeyboardInterrupt as exc:
+        if run_dir is None or isinstance(exc, RunInterrupted):
+            raise
+        result = RunResult(outcome.fused, outcome, run_dir, manifest)
+        reason = outcome.interrupted or "interrupted while the finished run was being written"
+        raise RunInterrupted(reason, run_dir, result, complete=outcome.interrupted is None) from exc
+    return run_dir
+
+
+def _output_bytes(resolved: ResolvedSpec, stack: Stack, light_field: bool) -> int:
+    """Roughly what the outputs take on disk: the images uncompressed (PNG and TIFF rarely take more), the loss
+    plot and the text files."""
+    spec = resolved.spec
+    n, h, w, c = stack.images.shape
+    depth = stack.bit_depth if spec.output.bit_depth == "auto" else int(spec.output.bit_depth)
+    size = h * w * spec.scale ** 2 * c * depth // 8
+    if spec.output.save_maps:
+        size += 2 * n * h * w
+    if light_field:
+        size += n * h * w * c * stack.bit_depth // 8
+    return size + 2**20
 
 def _plan_from_headers(resolved: ResolvedSpec, catalog: Catalog, device) -> MemoryPlan | None:
     """The memory plan made from the input files' headers, before any pixel is decoded (None when the headers
@@ -137,8 +201,7 @@ def _check_size(resolved: ResolvedSpec, stack: Stack) -> None:
 
 
 def _output_dir(resolved: ResolvedSpec) -> Path:
-    d = Path(resolved.spec.output.dir.format(name=resolved.spec.name))
-    return d if d.is_absolute() else Path.cwd() / d
+    return requested_dir(resolved.spec)
 
 
 def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, catalog: Catalog, device,
@@ -158,9 +221,11 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
                   for k, n in sorted(used)}
     n, h, w, c = stack.images.shape
     last = outcome.loss_history[-1] if outcome.loss_history else None
+    status = "stopped_early" if outcome.stopped_early else "interrupted" if outcome.interrupted else "ok"
     return {
         "fusionkit": __version__,
-        "status": "stopped_early" if outcome.stopped_early else "interrupted" if outcome.interrupted else "ok",
+        "status": status,                 # ok | stopped_early (NaN/inf loss) | interrupted (SIGINT/SIGTERM)
+        "complete": status == "ok",       # the run went as the spec asked (a stopping rule counts as ok)
         "stopped_early": outcome.stopped_early,
         "interrupted": outcome.interrupted,
         "stops": outcome.stops,

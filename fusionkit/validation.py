@@ -25,11 +25,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from .errors import SpecError
+from .errors import SpecError, SpecProblem
 from .presets import PRESET_NAMES, embedding_iterations, expand_preset
 from .spec import PipelineSpec
 from .specfile import MISSING as _MISSING
-from .specfile import Loc, json_schema
+from .specfile import Loc, dotted, line_of, non_finite, non_finite_numbers, parse_key, shell_set
 from .specfile import SpecContext as _Context
 from .specfile import apply_overrides as _apply_spec_overrides
 from .specfile import overlay as _overlay
@@ -41,7 +41,7 @@ from .specfile import translate as _translate
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .registry import Catalog
 
-__all__ = ["ResolvedSpec", "load_spec", "spec_json_schema", "COMPONENT_SLOTS"]
+__all__ = ["ResolvedSpec", "load_spec", "problem_at", "spec_json_schema", "COMPONENT_SLOTS"]
 
 #: The component references of a spec: location -> kind. ``losses[i]`` is added per item.
 COMPONENT_SLOTS: dict[tuple[str, ...], str] = {
@@ -67,6 +67,9 @@ class ResolvedSpec:
     base_dir: Path              # folder relative input paths were resolved against
     overrides: list[str] = field(default_factory=list)
     preset_values: dict[str, Any] = field(default_factory=dict)   # what `preset` filled in, by dotted key
+    #: per input, how its path was resolved ("'near.png', given with --set, is relative to the current folder /x"),
+    #: for messages about a missing input
+    input_origins: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The resolved spec as plain JSON-able data (what the manifest records)."""
@@ -76,7 +79,7 @@ class ResolvedSpec:
         """The resolved spec as YAML that :func:`load_spec` accepts again."""
         head = [f"# resolved by fusionkit from {self.source or 'a Python dict'}"]
         if self.overrides:
-            head.append("# overrides: " + " ".join(f"--set {o}" for o in self.overrides))
+            head.append("# overrides: " + " ".join(shell_set(o) for o in self.overrides))
         if self.spec.preset:
             filled = ", ".join(self.preset_values) or "nothing (the spec gives every value it sets)"
             head.append(f"# preset {self.spec.preset} filled in: {filled}")
@@ -85,9 +88,15 @@ class ResolvedSpec:
         return "\n".join(head) + "\n" + body
 
 
-def spec_json_schema() -> dict:
-    """JSON Schema of :class:`PipelineSpec` (``fusionkit schema``), for editor completion and checking."""
-    return json_schema(PipelineSpec)
+def spec_json_schema(catalog: "Catalog | None" = None) -> dict:
+    """JSON Schema of :class:`PipelineSpec` (``fusionkit schema``), for editor completion and checking: with the
+    installed components' names and parameters (:mod:`fusionkit.schema`)."""
+    from .schema import spec_schema
+
+    if catalog is None:
+        from .registry import default_catalog
+        catalog = default_catalog()
+    return spec_schema(catalog)
 
 
 # ------------------------------------------------------------------------------------------------ entry point
@@ -125,6 +134,9 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
         from .registry import default_catalog
         catalog = default_catalog()
 
+    for loc, value in non_finite_numbers(data):  # NaN/inf anywhere, component params included
+        ctx.add(loc, *non_finite(value))
+
     # phase 1: structure
     model: PipelineSpec | None = None
     try:
@@ -143,7 +155,10 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
     if ctx.problems:
         raise SpecError(ctx.sorted_problems(), source=ctx.file)
 
+    origins: list[str] = []
     if isinstance(view.get("inputs"), list):
+        origins = [_input_origin(p, i, base_dir, ctx, isinstance(source, Mapping))
+                   for i, p in enumerate(view["inputs"])]
         view["inputs"] = [_resolve_input(p, i, base_dir, ctx) for i, p in enumerate(view["inputs"])]
     if isinstance(view.get("light_field"), dict):
         view["light_field"]["path"] = _resolve_path(view["light_field"]["path"], ("light_field", "path"), base_dir, ctx)
@@ -152,7 +167,27 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
         emb["iterations"] = embedding_iterations(view["iterations"], "auto")
     spec = PipelineSpec.model_validate(view)
     return ResolvedSpec(spec=spec, source=abs_source, base_dir=base_dir, overrides=list(overrides),
-                        preset_values=preset_values)
+                        preset_values=preset_values, input_origins=origins)
+
+
+def problem_at(resolved: ResolvedSpec, loc: tuple, message: str, hint: str | None = None) -> SpecProblem:
+    """A problem found after validation (e.g. an output folder that cannot be written), located like the others:
+    at the ``--set`` that gave the value, else at its line in the spec file."""
+    for raw in reversed(resolved.overrides):
+        try:
+            tokens = tuple(parse_key(raw.split("=", 1)[0].strip()))
+        except ValueError:
+            continue
+        n = min(len(tokens), len(loc))
+        if tokens[:n] == tuple(loc[:n]):
+            return SpecProblem(dotted(loc), message, hint, file=shell_set(raw), override=raw)
+    line = None
+    if resolved.source:
+        try:
+            line = line_of(yaml.compose(Path(resolved.source).read_text(encoding="utf-8")), loc)
+        except (OSError, yaml.YAMLError):
+            pass
+    return SpecProblem(dotted(loc), message, hint, line=line, file=resolved.source or "<dict>")
 
 
 
@@ -218,7 +253,8 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
                     "fusionkit.run(spec, inputs=[a, b])")
         else:
             hint = ("list the images in the spec, e.g. `inputs: [near.png, far.png]` (paths relative to the spec "
-                    "file), or on the command line: --set inputs=[near.png,far.png]")
+                    "file), or on the command line: --set 'inputs=[near.png,far.png]' (paths relative to the "
+                    "current folder)")
             if not inputs:
                 hint += (", or fuse a light field's refocused slices instead: `light_field: {name: view_grid, "
                          "path: views/, params: {...}}` (see docs/light-fields.md)")
@@ -227,6 +263,11 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
         ctx.add(("fuser",), "method 'fuser' needs a fuser, got none",
                 "name one, e.g. `fuser: {name: enfuse}` (see `fusionkit plugins list --kind fuser`), "
                 "or use `method: composite` for the two-step baseline")
+    if view.get("method", "dfp") == "dfp" and view.get("iterations") == 0:
+        ctx.add(("iterations",), "method 'dfp' needs at least 1 iteration, got 0 (the output would be the "
+                "untrained network's)",
+                "give iterations: 1 or more, or use `method: composite` for the two-step result without any "
+                "optimisation")
     losses = view.get("losses")
     if view.get("method", "dfp") == "dfp" and isinstance(losses, list) and not losses:
         ctx.add(("losses",), "method 'dfp' needs at least one loss term, got none",
@@ -240,7 +281,7 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
                 continue
             if name in first:
                 ctx.add(("losses", i, "name"), f"loss {name!r} appears twice (also losses[{first[name]}])",
-                        "list each loss once and put the combined weight on it; the --set losses[NAME] "
+                        "list each loss once and put the combined weight on it; the `losses[NAME]` override "
                         "selector needs unique names")
             else:
                 first[name] = i
@@ -248,5 +289,16 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
 
 def _resolve_input(p: str, i: int, base_dir: Path, ctx: _Context) -> str:
     return _resolve_path(p, ("inputs", i), base_dir, ctx)
+
+
+def _input_origin(p: str, i: int, base_dir: Path, ctx: _Context, from_dict: bool) -> str:
+    """How input ``i`` was resolved, in words, for a message about a missing file."""
+    if Path(os.path.expanduser(p)).is_absolute():
+        return f"{p!r} is an absolute path"
+    if ctx.origin(("inputs", i)) is not None:
+        return f"{p!r}, given with --set, is relative to the current folder {Path.cwd()}"
+    if from_dict:
+        return f"{p!r}, in a spec given as a dict, is relative to the current folder {Path.cwd()}"
+    return f"{p!r} is relative to the spec file's folder {base_dir}"
 
 

@@ -1,6 +1,10 @@
 """Shared fixtures: a small synthetic multi-focus pair with ground truth, and quick spec overrides."""
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +12,11 @@ import pytest
 
 from fusionkit.io import write_image
 from fusionkit.synthetic import make_stack, sample_image
+
+# The catalog cache (fusionkit.registry.snapshot) of this test session: never the user's own.
+_CACHE = tempfile.mkdtemp(prefix="fusionkit-test-cache-")
+os.environ["FUSIONKIT_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

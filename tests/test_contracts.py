@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from pydantic import ValidationError
 
-from fusionkit.interfaces import KINDS, LossContext, UnsupportedInput
+from fusionkit import testing
 from fusionkit.registry import default_catalog
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,70 +37,40 @@ def each(kind: str | None = None) -> list:
     return [pytest.param(info, id=f"{info.kind}:{info.name}") for info in CATALOG.all(kind)]
 
 
-def rand(*shape: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(*shape, generator=g).to(device)
-
-
-def luma_stack(n: int, size: int = 24, device: str = "cpu") -> torch.Tensor:
-    """``n`` views of one random texture, view ``i`` blurred everywhere except the ``i``-th vertical band."""
-    sharp = rand(1, 1, size, size)
-    blurred = F.avg_pool2d(F.pad(sharp, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
-    band = (torch.arange(size) * n // size).view(1, 1, 1, size)
-    return torch.cat([torch.where(band == i, sharp, blurred) for i in range(n)]).to(device)
-
-
 # -------------------------------------------------------------------------------------------------- every kind
+#
+# The checks themselves live in fusionkit.testing (shipped in the package, so that a plugin's own test suite can
+# run them without this checkout); here they are parametrised over everything installed.
 
 
 @pytest.mark.parametrize("info", each())
 def test_identity_and_documentation(info):
-    cls = info.cls
-    assert cls.name == info.name and cls.kind == info.kind and issubclass(cls, KINDS[info.kind])
-    for attr in ("name", "summary", "reference"):
-        value = getattr(cls, attr)
-        assert isinstance(value, str) and value.strip(), f"{cls.__name__}.{attr} is empty"
-    assert "\n" not in cls.summary, "summary is one line (it is a row of `fusionkit plugins list`)"
-    doc = cls.__dict__.get("__doc__")
-    assert doc and doc.strip(), f"{cls.__name__} has no docstring of its own"
+    assert info.cls.name == info.name and info.cls.kind == info.kind
+    testing.check_identity(info.cls)
 
 
 @pytest.mark.parametrize("info", each())
 def test_params_defaults_and_unknown_keys(info):
-    params = info.cls.Params()
-    assert info.cls.Params.model_validate_json(params.model_dump_json()) == params   # round trip, as in a manifest
-    with pytest.raises(ValidationError, match="definitely_not_a_parameter"):
-        info.cls.Params(definitely_not_a_parameter=1)
-    for fname, field in info.cls.Params.model_fields.items():
-        assert field.description, f"{info.name}: parameter {fname!r} has no description"
+    testing.check_params(info.cls)
+
+
+def skip_if(reason: str | None) -> None:
+    if reason:
+        pytest.skip(reason)
 
 
 # -------------------------------------------------------------------------------------------- focus measures
 
 
-def check_maps(maps: torch.Tensor, images: torch.Tensor) -> None:
-    n, _, h, w = images.shape
-    assert isinstance(maps, torch.Tensor)
-    assert maps.shape == (n, 1, h, w) and maps.dtype == torch.float32 and maps.device == images.device
-    assert torch.isfinite(maps).all() and (maps >= 0).all()
-    assert torch.allclose(maps.sum(dim=0), torch.ones(1, h, w, device=maps.device), atol=1e-5)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("info", each("focus_measure"))
 def test_focus_measure_two_inputs(info, device):
-    images = luma_stack(2, device=device)
-    check_maps(info.cls()(images), images)
+    assert testing.check_focus_measure(info.cls, 2, device) is None
 
 
 @pytest.mark.parametrize("info", each("focus_measure"))
 def test_focus_measure_three_inputs(info):
-    images = luma_stack(3)
-    try:
-        maps = info.cls()(images)
-    except UnsupportedInput as exc:
-        pytest.skip(f"{info.name} supports fewer inputs: {exc.message}")
-    check_maps(maps, images)
+    skip_if(testing.check_focus_measure(info.cls, 3))
 
 
 # ------------------------------------------------------------------------------------------------ resamplers
@@ -113,18 +79,7 @@ def test_focus_measure_three_inputs(info):
 @pytest.mark.parametrize("factor", [1, 2, 3, 4])
 @pytest.mark.parametrize("info", each("resampler"))
 def test_resampler_shapes_and_gradients(info, factor):
-    res = info.cls()
-    x = rand(1, 3, 24, 24).requires_grad_()
-    down = res.down(x, factor)
-    assert down.shape == (1, 3, 24 // factor, 24 // factor) and down.dtype == torch.float32
-    down.square().sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-
-    y = rand(1, 3, 24, 24, seed=1).requires_grad_()
-    up = res.up(y, factor)
-    assert up.shape == (1, 3, 24 * factor, 24 * factor) and up.dtype == torch.float32
-    up.square().sum().backward()
-    assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+    testing.check_resampler(info.cls, factor)
 
 
 # ------------------------------------------------------------------------------------------------ generators
@@ -133,64 +88,16 @@ def test_resampler_shapes_and_gradients(info, factor):
 @pytest.mark.parametrize("channels", [(3, 3), (1, 1)], ids=["3to3", "1to1"])
 @pytest.mark.parametrize("info", each("generator"))
 def test_generator_shape_range_and_gradients(info, channels):
-    torch.manual_seed(0)
-    gen = info.cls(*channels)
-    assert isinstance(gen, torch.nn.Module) and (gen.in_channels, gen.out_channels) == channels
-    z = rand(1, channels[0], 20, 28)
-    out = gen(z)
-    assert out.shape == (1, channels[1], 20, 28) and out.dtype == torch.float32
-    assert torch.isfinite(out).all()
-    if getattr(gen.params, "sigmoid", False):
-        assert out.min() >= 0 and out.max() <= 1
-    out.mean().backward()
-    params = [(n, p) for n, p in gen.named_parameters() if p.requires_grad]
-    assert params, "a generator has trainable parameters"
-    missing = [n for n, p in params if p.grad is None]
-    assert not missing, f"no gradient reaches {missing}"
-    assert all(torch.isfinite(p.grad).all() for _, p in params)
-    assert any(p.grad.abs().sum() > 0 for _, p in params)
+    testing.check_generator(info.cls, channels)
 
 
 # ---------------------------------------------------------------------------------------------------- losses
 
 
-def fusion_context(n: int, c: int, scale: int = 2, h: int = 12, w: int = 16) -> tuple[LossContext, torch.Tensor]:
-    """The fusion stage: output ``[1,C,sH,sW]``, its downsampled copy, inputs ``[N,C,H,W]``, soft maps."""
-    output = rand(1, c, scale * h, scale * w, seed=1).requires_grad_()
-    maps = torch.softmax(rand(n, 1, h, w, seed=2) * 4, dim=0)
-    ctx = LossContext(output=output, output_low=F.avg_pool2d(output, scale), inputs=rand(n, c, h, w, seed=3),
-                      maps=maps, scale=scale)
-    return ctx, output
-
-
-def embedding_context(n: int, h: int = 12, w: int = 16) -> tuple[LossContext, torch.Tensor]:
-    """The decision-embedding stage: predicted soft maps as output, handcrafted maps, luma inputs."""
-    predicted = torch.softmax(rand(n, 1, h, w, seed=4) * 4, dim=0).detach().requires_grad_()
-    target = (torch.arange(n).view(n, 1, 1, 1) == rand(1, 1, h, w, seed=5).mul(n).long()).float()
-    ctx = LossContext(output=predicted, output_low=predicted, inputs=rand(n, 1, h, w, seed=6), maps=target, scale=1)
-    return ctx, predicted
-
-
 @pytest.mark.parametrize("c", [1, 3])
 @pytest.mark.parametrize("info", each("loss"))
 def test_loss_is_a_finite_differentiable_scalar(info, c):
-    loss = info.cls()
-    ctx, output = fusion_context(2, c)
-    try:
-        value = loss(ctx)
-    except UnsupportedInput as fusion_exc:          # not a fusion-stage loss: it must take the embedding context
-        if c != 1:
-            pytest.skip(f"{info.name} is a decision-embedding loss; that stage works on luma")
-        ctx, output = embedding_context(2)
-        try:
-            value = loss(ctx)
-        except UnsupportedInput as exc:
-            pytest.fail(f"{info.name} accepts neither the fusion context ({fusion_exc.message}) "
-                        f"nor the decision-embedding context ({exc.message})")
-    assert isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype == torch.float32
-    assert torch.isfinite(value)
-    value.backward()
-    assert output.grad is not None and torch.isfinite(output.grad).all()
+    skip_if(testing.check_loss(info.cls, c))
 
 
 # --------------------------------------------------------------------------------------------------- metrics
@@ -200,68 +107,34 @@ def test_loss_is_a_finite_differentiable_scalar(info, c):
 # same image (0 for DFP's relative metrics, 1 for SSIM, inf for PSNR, ...); None (or no attribute) means no such
 # value (e.g. MG, MI) and the identity check is skipped.
 
-METRIC_SIZE = 64
-
-
-def metric_image(color: str, seed: int) -> np.ndarray:
-    shape = (METRIC_SIZE, METRIC_SIZE) if color == "gray" else (METRIC_SIZE, METRIC_SIZE, 3)
-    return np.random.default_rng(seed).random(shape)
-
-
-def metric_call(metric, fused: np.ndarray, sources: list[np.ndarray], reference: np.ndarray):
-    return metric(fused, sources, reference if type(metric).requires == "reference" else None)
-
-
-@pytest.mark.parametrize("info", each("metric"))
-def test_metric_params_round_trip(info):
-    params = info.cls.Params()
-    again = info.cls.Params.model_validate_json(params.model_dump_json())
-    assert again == params
-    f, a, b, r = (metric_image("gray", seed) for seed in range(4))
-    from_model = metric_call(info.cls(again), f, [a, b], r)
-    from_dict = metric_call(info.cls(params.model_dump()), f, [a, b], r)
-    assert from_model == from_dict or (math.isnan(from_model) and math.isnan(from_dict))
-
 
 @pytest.mark.parametrize("color", ["gray", "rgb"])
 @pytest.mark.parametrize("info", each("metric"))
 def test_metric_is_a_finite_float(info, color):
-    cls = info.cls
-    assert cls.requires in ("sources", "reference"), f"{info.name}: requires is {cls.requires!r}"
-    assert isinstance(cls.higher_is_better, bool)
-    ideal = getattr(cls, "ideal", None)
-    assert ideal is None or isinstance(ideal, (int, float)), f"{info.name}: ideal must be a number or None"
-    f, a, b, r = (metric_image(color, seed) for seed in range(4))
-    value = metric_call(cls(), f, [a, b], r)
-    assert isinstance(value, float), f"{info.name} returned {type(value).__name__}, not float"
-    assert math.isfinite(value), f"{info.name} returned {value} on random {color} images"
+    testing.check_metric(info.cls, color)
 
 
 @pytest.mark.parametrize("color", ["gray", "rgb"])
 @pytest.mark.parametrize("info", each("metric"))
 def test_metric_identical_inputs_give_the_ideal(info, color):
-    ideal = getattr(info.cls, "ideal", None)
-    if ideal is None:
-        pytest.skip(f"{info.name} declares no ideal value")
-    x = metric_image(color, seed=7)
-    value = metric_call(info.cls(), x, [x.copy(), x.copy()], x.copy())
-    if math.isinf(ideal):
-        assert value == ideal, f"{info.name}: identical inputs gave {value}, ideal {ideal}"
-    else:
-        assert value == pytest.approx(ideal, abs=1e-6), f"{info.name}: identical inputs gave {value}, ideal {ideal}"
+    skip_if(testing.check_metric_ideal(info.cls, color))
 
 
 # --------------------------------------------------------------------------------------------- light fields
 
 
 @pytest.mark.parametrize("info", each("light_field"))
-def test_light_field_source_reports_a_bad_folder_clearly(info, tmp_path):
+def test_light_field_source_reports_a_bad_folder_clearly(info):
     """Whatever its file layout, a source given an empty or missing folder raises InputError with a fix."""
-    from fusionkit.errors import InputError
-    for folder in (tmp_path, tmp_path / "missing"):
-        with pytest.raises(InputError) as exc:
-            info.cls()(folder)
-        assert exc.value.hint, f"{info.name}: the error for {folder} names no fix"
+    testing.check_light_field(info.cls)
+
+
+# ---------------------------------------------------------------------------------------------------- fusers
+
+
+@pytest.mark.parametrize("info", each("fuser"))
+def test_fuser_reports_why_it_cannot_run_or_fuses(info):
+    skip_if(testing.check_fuser(info.cls))
 
 
 # ---------------------------------------------------------------------------------------------------- guards

@@ -214,7 +214,7 @@ def test_require_inputs(catalog):
     err, text = errors_of(spec_path("no_inputs.yaml"), catalog=catalog)
     assert len(err.problems) == 1
     assert "no_inputs.yaml  inputs: fusion needs at least 2 input images, got 0" in text
-    assert "--set inputs=[near.png,far.png]" in text
+    assert "--set 'inputs=[near.png,far.png]'" in text   # quoted for the shell (zsh reads [..] as a pattern)
     r = load_spec(spec_path("no_inputs.yaml"), catalog=catalog, require_inputs=False)
     assert r.spec.inputs == []
     err, text = errors_of({"inputs": ["a.png"]}, catalog=catalog)
@@ -292,7 +292,7 @@ def test_bad_overrides_are_reported_with_the_fix(catalog):
     assert "Fix: write --set KEY=VALUE with a dotted KEY" in text
     assert "--set iterations:50  (top level): malformed override 'iterations:50': expected KEY=VALUE\n" \
            "  Fix: write it as --set iterations=50" in text
-    assert ("--set losses[joint_gradent].weight=0  losses[joint_gradent]: no item named 'joint_gradent' in losses\n"
+    assert ("--set 'losses[joint_gradent].weight=0'  losses[joint_gradent]: no item named 'joint_gradent' in losses\n"
             "  Fix: did you mean 'joint_gradient'? losses has: content, joint_gradient, gradient_limit") in text
     assert "index 7 is out of range: losses has 3 item(s)" in text
     assert "malformed override key 'generator..kernel'" in text
@@ -360,7 +360,7 @@ def test_override_into_a_scalar_is_an_error(catalog):
     err, text = errors_of(spec_path("minimal.yaml"), ["seed.x=1", "inputs[0].x=1"], catalog=catalog)
     assert len(err.problems) == 2, text
     assert "--set seed.x=1  seed: seed is an integer, not a mapping or a list" in text
-    assert "--set inputs[0].x=1  inputs[0]: inputs[0] is a string, not a mapping" in text
+    assert "--set 'inputs[0].x=1'  inputs[0]: inputs[0] is a string, not a mapping" in text
 
 
 def test_union_parameter_error_is_one_problem(catalog):

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..dataset import DatasetItem, discover
 from ..errors import SpecError, SpecProblem
 from ..evaluation import default_metrics, protocol_scale
-from ..specfile import MISSING, SpecContext, dotted, line_of, parse_key, read_yaml, translate
+from ..specfile import MISSING, SpecContext, dotted, line_of, parse_key, read_yaml, shell_set, translate
 from ..validation import ResolvedSpec, load_spec
 NAME_PATTERN = r"^[A-Za-z0-9_.+\-]+$"
 
@@ -228,7 +228,8 @@ def load_ablation(source: str | Path | Mapping, overrides: Sequence[str] = (), *
     for raw in overrides:
         if "=" not in raw:
             ctx.add_raw(SpecProblem("", f"malformed override {raw!r}: expected KEY=VALUE",
-                                    "write --set KEY=VALUE, e.g. --set iterations=200", file=f"--set {raw}"))
+                                    "write --set KEY=VALUE, e.g. --set iterations=200", file=shell_set(raw),
+                                    override=raw))
     if ctx.problems:
         raise SpecError(ctx.sorted_problems(), source=ctx.file)
 
@@ -370,8 +371,8 @@ def _expand(spec: AblationSpec, ctx: SpecContext, catalog, base: Path, cli: list
 
 def _locate(p: SpecProblem, origin: dict, ctx: SpecContext) -> tuple:
     """A base-spec problem moved to where the ablation file (or the command line) caused it."""
-    if p.file and p.file.startswith("--set "):
-        raw = p.file[len("--set "):]
+    if p.override is not None:
+        raw = p.override
         if raw in origin:
             loc, _what = origin[raw]
             where = dotted(loc[:1]) + "".join(f"[{x!r}]" if isinstance(x, str) else f"[{x}]" for x in loc[1:])

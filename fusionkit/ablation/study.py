@@ -142,6 +142,11 @@ def run_study(plan: StudyPlan, out_dir: str | Path | None = None, *, executor: s
                 write_text(out / "results.jsonl", "".join(json.dumps(r, default=str) + "\n" for r in ordered()))
                 done += 1
                 report(StudyProgress(done, len(tasks), record))
+        except KeyboardInterrupt:  # SIGINT/SIGTERM: study.json says so (rerunning resumes), then stop as asked
+            study.update(status="interrupted", interrupted=utc_now(), runs=len(tasks),
+                         n_ok=sum(r["status"] == "ok" for r in ordered()))
+            write_json(out / "study.json", study)
+            raise
         finally:
             close = getattr(stream, "close", None)
             if close:

@@ -15,23 +15,92 @@ def plural(kind: str) -> str:
 
 
 @dataclass(frozen=True)
-class ComponentInfo:
-    """One registered component and the distribution that provided it."""
+class ClassRef:
+    """Where a class lives (``module:qualname``), so that a cached catalog can import it only when it is used."""
 
-    kind: str
-    name: str
-    cls: type[Component]
-    plugin: str        # entry-point (or in-process plugin) name
-    dist: str          # distribution name, e.g. "fusionkit" or "fusionkit-sharpness"
-    version: str
+    module: str
+    qualname: str
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.qualname}"
+
+    @classmethod
+    def parse(cls, text: str) -> "ClassRef":
+        module, _, qualname = text.partition(":")
+        return cls(module, qualname)
+
+    @classmethod
+    def of(cls, obj: type) -> "ClassRef | None":
+        """The reference of ``obj``, or None when importing it back would not give ``obj`` (a class made in a
+        function, or one replaced in its module since)."""
+        ref = cls(obj.__module__, obj.__qualname__)
+        try:
+            return ref if "<locals>" not in ref.qualname and ref.load() is obj else None
+        except Exception:
+            return None
+
+    def load(self) -> type:
+        import importlib
+
+        obj = importlib.import_module(self.module)
+        for part in self.qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+
+class ComponentInfo:
+    """One registered component and the distribution that provided it.
+
+    In a catalog read from the cache (:mod:`fusionkit.registry.snapshot`), ``cls`` is imported on first use and
+    ``params`` (the component's ``Params`` model) without importing the component's own module, which for most
+    components means without torch.
+    """
+
+    def __init__(self, kind: str, name: str, cls: "type[Component] | ClassRef", plugin: str, dist: str,
+                 version: str, *, summary: str | None = None, reference: str | None = None,
+                 params: ClassRef | None = None):
+        self.kind, self.name, self.plugin, self.dist, self.version = kind, name, plugin, dist, version
+        self._cls, self._params = cls, params
+        self._summary, self._reference = summary, reference
+
+    def __repr__(self) -> str:
+        return f"ComponentInfo({self.kind}:{self.name} from {self.dist} {self.version}, plugin {self.plugin!r})"
+
+    def _load(self, ref: ClassRef) -> type:
+        try:
+            return ref.load()
+        except Exception as exc:
+            from .snapshot import forget
+
+            forget()
+            raise PluginError(
+                f"the {self.kind.replace('_', ' ')} {self.name!r} from {self.dist} {self.version} (plugin "
+                f"{self.plugin!r}) could not be imported from {ref}: {type(exc).__name__}: {exc}",
+                "run the command again (the plugin cache has been cleared); if it fails again, reinstall the "
+                "plugin or see `fusionkit plugins list`") from exc
+
+    @property
+    def cls(self) -> type[Component]:
+        if isinstance(self._cls, ClassRef):
+            self._cls = self._load(self._cls)
+        return self._cls
+
+    @property
+    def params(self) -> type:
+        """The component's ``Params`` model (``cls.Params``)."""
+        if isinstance(self._cls, ClassRef) and self._params is not None:
+            if isinstance(self._params, ClassRef):
+                self._params = self._load(self._params)
+            return self._params
+        return self.cls.Params
 
     @property
     def summary(self) -> str:
-        return getattr(self.cls, "summary", "")
+        return self._summary if self._summary is not None else getattr(self.cls, "summary", "")
 
     @property
     def reference(self) -> str:
-        return getattr(self.cls, "reference", "")
+        return self._reference if self._reference is not None else getattr(self.cls, "reference", "")
 
 
 @dataclass(frozen=True)
@@ -101,5 +170,14 @@ class Catalog:
         guess = self.suggest(kind, name)
         installed = ", ".join(self.names(kind)) or "none"
         lead = f"did you mean {guess!r}? " if guess else ""
-        return (f"{lead}Installed {plural(kind)}: {installed}. "
-                f"See `fusionkit plugins list`.")
+        return f"{lead}Installed {plural(kind)}: {installed}. " + (self.failure_note() or
+                                                                   "See `fusionkit plugins list`.")
+
+    def failure_note(self) -> str:
+        """For "unknown component" messages: which plugins failed to load (one of them may provide it), or ""."""
+        if not self.failures:
+            return ""
+        shown = "; ".join(f"{f.plugin!r} from {f.dist} ({f.cause})" for f in self.failures[:3])
+        more = f" and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
+        return (f"{len(self.failures)} plugin(s) failed to load and may provide it: {shown}{more}. Fix the "
+                "plugin (`fusionkit plugins list` shows every failure), or reinstall it.")

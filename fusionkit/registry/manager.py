@@ -85,6 +85,8 @@ def build_catalog(
         strict = os.environ.get("FUSIONKIT_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
     if allow is None and "FUSIONKIT_LOAD_PLUGINS" in os.environ:
         allow = [a for a in os.environ["FUSIONKIT_LOAD_PLUGINS"].split(",") if a.strip()]
+    if allow is not None:
+        allow = list(allow)
     allowed = None if allow is None else {_norm(a.strip()) for a in allow}
 
     pm = pluggy.PluginManager(hookspecs.PROJECT)
@@ -116,6 +118,8 @@ def build_catalog(
         catalog.plugins.append((plugin, dist, version))
 
     eps = list(entry_points) if entry_points is not None else (_entry_points() if load_entry_points else [])
+    if allowed is not None and (entry_points is not None or load_entry_points):
+        _report_unmatched(allow, eps, fail)
     for ep in eps:
         dist, version = _dist_of(ep)
         if allowed is not None and _norm(dist) != BUILTIN_DIST and _norm(dist) not in allowed:
@@ -154,19 +158,50 @@ def build_catalog(
     return catalog
 
 
+def _report_unmatched(allow: Iterable[str], eps: list[metadata.EntryPoint], fail) -> None:
+    """An allowlist entry that names no installed plugin distribution is a mistake worth a line, not silence."""
+    have = sorted({_dist_of(ep)[0] for ep in eps} - {BUILTIN_DIST})
+    for name in allow:
+        name = name.strip()
+        if name and _norm(name) not in {_norm(d) for d in have} and _norm(name) != BUILTIN_DIST:
+            import difflib
+
+            close = difflib.get_close_matches(name, have, n=1, cutoff=0.6)
+            fail("FUSIONKIT_LOAD_PLUGINS", name,
+                 f"no installed distribution named {name!r} provides fusionkit plugins"
+                 + (f" (did you mean {close[0]!r}?)" if close else "")
+                 + f"; installed plugin distributions: {', '.join(have) or 'none'}")
+
+
 _default: Catalog | None = None
+_default_env: tuple = ()
 
 
 def default_catalog() -> Catalog:
-    """The process-wide catalog from installed entry points (built once, on first use)."""
-    global _default
+    """The process-wide catalog from installed entry points (built once, on first use).
+
+    Read from the catalog cache when nothing has changed since it was written (no plugin module is imported until
+    a component is used), else built and cached; see :mod:`fusionkit.registry.snapshot`.
+    """
+    global _default, _default_env
+    env = (os.environ.get("FUSIONKIT_LOAD_PLUGINS"), os.environ.get("FUSIONKIT_STRICT_PLUGINS"))
+    if _default is not None and env != _default_env:  # the switches changed in this process: they decide the catalog
+        _default = None
     if _default is None:
-        _default = build_catalog()
-        if not any(i.dist == BUILTIN_DIST for i in _default.components.values()):
+        from . import snapshot
+
+        strict = os.environ.get("FUSIONKIT_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
+        catalog = None if strict else snapshot.load()
+        if catalog is None:
+            catalog = build_catalog()
+            if not strict:
+                snapshot.save(catalog)
+        if not any(i.dist == BUILTIN_DIST for i in catalog.components.values()):
             raise PluginError(
                 "fusionkit's built-in components are not registered (no `fusionkit` entry points found)",
                 "install the package so its entry points exist: `pip install -e .` in the checkout",
             )
+        _default, _default_env = catalog, env
     return _default
 
 

@@ -22,13 +22,14 @@ from pydantic import BaseModel
 
 from .components import model_defaults, overlay, resolve_component
 from .context import MISSING, Loc, SpecContext, dotted, get_at, line_of, resolve_path
-from .messages import a_kind, describe, join_hints, show, show_number, translate
-from .overrides import EXAMPLES, OverrideError, apply_overrides, parse_key, set_loc, set_path
+from .messages import a_kind, describe, join_hints, non_finite, non_finite_numbers, show, show_number, translate
+from .overrides import EXAMPLES, OverrideError, apply_overrides, parse_key, set_loc, set_path, shell_set
 from .yamlfile import read_yaml
 
 __all__ = ["MISSING", "Loc", "SpecContext", "dotted", "get_at", "line_of", "read_yaml", "parse_key",
-           "apply_overrides", "set_path", "set_loc", "OverrideError", "EXAMPLES", "translate", "join_hints",
-           "describe", "show", "show_number", "a_kind", "resolve_component", "overlay", "model_defaults", "resolve_path", "json_schema"]
+           "apply_overrides", "set_path", "set_loc", "OverrideError", "EXAMPLES", "shell_set", "translate",
+           "join_hints", "non_finite", "non_finite_numbers", "describe", "show", "show_number", "a_kind",
+           "resolve_component", "overlay", "model_defaults", "resolve_path", "json_schema"]
 
 
 def json_schema(model: type[BaseModel]) -> dict:

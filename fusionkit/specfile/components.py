@@ -38,15 +38,15 @@ def resolve_component(view: dict, loc: tuple, kind: str, catalog: "Catalog", ctx
         default = (get_at(ctx.original, loc + ("name",), MISSING) is MISSING
                    and ctx.origin(loc + ("name",)) is None)
         ctx.add(loc + ("name",), f"unknown {words} {name!r}" + (" (the default)" if default else ""),
-                f"{lead}Installed {plural(kind)}: {installed}. See `fusionkit plugins list --kind {kind}`; a plugin "
-                "that failed to load is listed there with its cause.")
+                f"{lead}Installed {plural(kind)}: {installed}. " + (catalog.failure_note() or
+                f"See `fusionkit plugins list --kind {kind}`."))
         return
-    cls = catalog.get(kind, name).cls
+    model = catalog.get(kind, name).params  # the Params model only: no need to import the component (torch)
     try:
-        validated = cls.Params.model_validate(params)
+        validated = model.model_validate(params)
     except ValidationError as exc:
         see = f"See `fusionkit plugins show {name}` for its parameters."
-        for ploc, message, hint in translate(exc, cls.Params, params, owner=f"{name} ({words})"):
+        for ploc, message, hint in translate(exc, model, params, owner=f"{name} ({words})"):
             ctx.add(loc + ("params",) + ploc, message, join_hints(hint, see))
         return
     ref["params"] = validated.model_dump(mode="json")

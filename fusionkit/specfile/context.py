@@ -44,7 +44,9 @@ class SpecContext:
     def add(self, loc: Loc, message: str, hint: str | None = None) -> None:
         raw = self.origin(loc)
         if raw is not None:
-            problem = SpecProblem(dotted(loc), message, hint, line=None, file=f"--set {raw}")
+            from .overrides import shell_set
+
+            problem = SpecProblem(dotted(loc), message, hint, line=None, file=shell_set(raw), override=raw)
         else:
             problem = SpecProblem(dotted(loc), message, hint, line=line_of(self.root, loc), file=self.file)
         if not any(vars(p) == vars(problem) for p in self.problems):

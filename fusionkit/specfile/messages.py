@@ -132,6 +132,8 @@ def _words(err: dict, w: _Walk, owner: str | None) -> tuple[str, str | None]:
     desc = (w.field.description if w.field is not None and w.field.description else None)
     about = f"{w.loc[-1]}: {desc}" if desc and w.loc else None
     tail = f" — {about}" if about else ""
+    if kind == "finite_number":
+        return non_finite(value)
     if kind == "extra_forbidden":
         key = str(w.loc[-1]) if w.loc else "?"
         fields = list(w.owner.model_fields) if w.owner is not None else []
@@ -162,8 +164,11 @@ def _words(err: dict, w: _Walk, owner: str | None) -> tuple[str, str | None]:
     if kind in ("model_type", "dict_type", "model_attributes_type") and isinstance(value, str) \
             and _is_model(w.ann) and "name" in w.ann.model_fields:
         key = dotted(w.loc)
+        from .overrides import shell_set
+
         return f"expected a mapping with a name, got {show(value)}", (f"write `{key}: {{name: {value}}}` "
-                                                                     f"(on the command line: --set {key}.name={value})")
+                                                                     f"(on the command line: "
+                                                                     f"{shell_set(f'{key}.name={value}')})")
     if kind in _EXPECT:
         expect = _EXPECT[kind]
         if kind in ("list_type", "tuple_type", "set_type") and w.ann is not None:
@@ -190,6 +195,25 @@ def _words(err: dict, w: _Walk, owner: str | None) -> tuple[str, str | None]:
     msg = msg.replace("input should be", "expected")
     got = f" (got {show(value)})" if value is not MISSING and not isinstance(value, (dict, list)) else ""
     return f"{msg}{got}", about
+
+
+def non_finite(value: Any) -> tuple[str, str]:
+    """The problem and fix for a NaN or infinite number (the same words wherever it is found)."""
+    return f"expected a finite number, got {show(value)}", "write a finite number (not .nan or .inf)"
+
+
+def non_finite_numbers(data: Any, loc: tuple = ()) -> list[tuple[tuple, Any]]:
+    """Every NaN or infinite number in ``data`` with its location. A component's ``params`` are a free mapping in
+    phase 1, and the JSON view phase 2 works on turns NaN into null, so loaders look for them first."""
+    import math
+
+    if isinstance(data, float) and not math.isfinite(data):
+        return [(loc, data)]
+    if isinstance(data, dict):
+        return [hit for k, v in data.items() for hit in non_finite_numbers(v, loc + (k,))]
+    if isinstance(data, list):
+        return [hit for i, v in enumerate(data) for hit in non_finite_numbers(v, loc + (i,))]
+    return []
 
 
 def join_hints(*parts: str | None) -> str | None:

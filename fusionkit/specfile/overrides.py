@@ -1,13 +1,15 @@
 """``--set KEY=VALUE`` overrides: the dotted-key syntax (``a.b[0].c``, ``losses[NAME].weight``) and applying them.
 
-Values are YAML (``--set scale=4``, ``--set inputs=[a.png,b.png]``). A key may go below a section the file does
+Values are YAML (``--set scale=4``, ``--set 'inputs=[a.png,b.png]'``). A key may go below a section the file does
 not write (the model's defaults are materialised on the way), and ``[NAME]`` selects the one list item whose
-``name`` is NAME.
+``name`` is NAME. Every ``--set`` this module prints (fixes, and the label of a problem an override caused) is
+quoted for the shell by :func:`shell_set`.
 """
 from __future__ import annotations
 
 import copy
 import difflib
+import json
 import re
 from typing import Any, Callable
 
@@ -19,7 +21,18 @@ from .messages import a_kind
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
-EXAMPLES = "e.g. --set iterations=50, --set generator.params.kernel=3 or --set losses[joint_gradient].weight=0"
+
+
+def shell_set(assignment: str) -> str:
+    """``--set KEY=VALUE`` as it must be typed: single-quoted when the shell would touch it (zsh, macOS's default
+    shell, reads ``[..]``, ``{..}``, ``*`` and ``?`` as file patterns; spaces split words)."""
+    if re.search(r"[][{}*?\s'\"$`!&|;<>()~#\\]", assignment):
+        return "--set '" + assignment.replace("'", "'\\''") + "'"
+    return f"--set {assignment}"
+
+
+EXAMPLES = (f"e.g. {shell_set('iterations=50')}, {shell_set('generator.params.kernel=3')} or "
+            f"{shell_set('losses[joint_gradient].weight=0')}")
 
 
 class OverrideError(Exception):
@@ -67,31 +80,32 @@ def apply_overrides(data: dict, overrides: list[str], ctx: SpecContext, *, defau
     """
     applied: list[tuple[tuple, Any, str]] = []
     for raw in overrides:
-        label = f"--set {raw}"
+        label = shell_set(raw)
         if "=" not in raw:
             m = re.fullmatch(r"\s*([A-Za-z_][\w.\[\]\-]*)\s*(?::\s*|\s+)(\S.*)", raw)
-            fix = (f"write it as --set {m.group(1)}={m.group(2)}" if m else
+            fix = (f"write it as {shell_set(f'{m.group(1)}={m.group(2)}')}" if m else
                    f"write --set KEY=VALUE with a dotted KEY, {examples}")
-            ctx.add_raw(SpecProblem("", f"malformed override {raw!r}: expected KEY=VALUE", fix, file=label))
+            ctx.add_raw(SpecProblem("", f"malformed override {raw!r}: expected KEY=VALUE", fix, file=label,
+                                    override=raw))
             continue
         key, text = (s.strip() for s in raw.split("=", 1))
         try:
             tokens = parse_key(key)
         except ValueError as exc:
             ctx.add_raw(SpecProblem(key, f"malformed override key {key!r}: {exc}",
-                                    f"use a dotted path with [index] or [name] selectors, {examples}", file=label))
+                                    f"use a dotted path with [index] or [name] selectors, {examples}", file=label,
+                                    override=raw))
             continue
         try:
             value = yaml.safe_load(text) if text else None
         except yaml.YAMLError as exc:
             ctx.add_raw(SpecProblem(key, f"cannot parse the value {text!r}: {getattr(exc, 'problem', exc)}",
-                                    f"quote the value for YAML and the shell, e.g. --set '{key}=\"{text}\"'",
-                                    file=label))
+                                    unparsable_fix(key, text), file=label, override=raw))
             continue
         try:
             loc, old = set_path(data, tokens, value, defaults)
         except OverrideError as exc:
-            ctx.add_raw(SpecProblem(exc.path, exc.message, exc.hint, file=label))
+            ctx.add_raw(SpecProblem(exc.path, exc.message, exc.hint, file=label, override=raw))
             continue
         ctx.origins.append((loc, raw))
         applied.append((loc, value, raw))
@@ -109,6 +123,22 @@ def apply_overrides(data: dict, overrides: list[str], ctx: SpecContext, *, defau
                         ctx.origins.append((prev_loc, prev_raw))
 
 
+def unparsable_fix(key: str, text: str) -> str:
+    """The fix for a ``--set`` value that is not YAML: close an unclosed list or mapping (the usual slip), else
+    quote the value as a string."""
+    closers = {"[": "]", "{": "}"}
+    stack: list[str] = []
+    for ch in text:
+        if ch in closers:
+            stack.append(closers[ch])
+        elif stack and ch == stack[-1]:
+            stack.pop()
+    if stack:
+        fixed = text + "".join(reversed(stack))
+        return f"close the {'list' if text.lstrip().startswith('[') else 'mapping'}: {shell_set(f'{key}={fixed}')}"
+    return f"quote the value for YAML and the shell: {shell_set(f'{key}=' + json.dumps(text))}"
+
+
 def set_path(data: dict, tokens: list, value: Any, defaults: dict) -> tuple[tuple, Any]:
     """Set ``value`` at the path; returns the resolved location (selectors -> indices) and the old value."""
     cur: Any = data
@@ -120,7 +150,7 @@ def set_path(data: dict, tokens: list, value: Any, defaults: dict) -> tuple[tupl
         if isinstance(tok, str):
             if not isinstance(cur, dict):
                 raise OverrideError(dotted(tuple(loc)), f"{here} is {a_kind(cur)}, not a mapping: cannot set key {tok!r}",
-                                     f"replace it as a whole: --set {here}=...")
+                                     f"replace it as a whole: {shell_set(f'{here}=...')}")
             loc.append(tok)
             old = cur.get(tok, MISSING)
             dflt = dflt.get(tok, MISSING) if isinstance(dflt, dict) else MISSING
@@ -131,7 +161,7 @@ def set_path(data: dict, tokens: list, value: Any, defaults: dict) -> tuple[tupl
                 if dflt is not MISSING and dflt is not None and not isinstance(dflt, (dict, list)):
                     key = dotted(tuple(loc))
                     raise OverrideError(key, f"{key} is {a_kind(dflt)}, not a mapping or a list: cannot go "
-                                              "further into it", f"set it directly, e.g. --set {key}=...")
+                                              "further into it", f"set it directly, e.g. {shell_set(f'{key}=...')}")
                 cur[tok] = copy.deepcopy(dflt) if isinstance(dflt, (dict, list)) else {}
             cur = cur[tok]
             continue
@@ -145,7 +175,8 @@ def set_path(data: dict, tokens: list, value: Any, defaults: dict) -> tuple[tupl
                 sel = f", a name selector like {here}[{named[0]}]" if named else ""
                 span = f"an index from 0 to {len(cur) - 1}{sel}, or" if cur else ""
                 raise OverrideError(here, f"index {tok} is out of range: {here} has {len(cur)} item(s)",
-                                     f"use {span} replace the whole list: --set {here}=[...]".replace("  ", " "))
+                                     f"use {span} replace the whole list: {shell_set(f'{here}=[...]')}"
+                                     .replace("  ", " "))
             idx = tok % len(cur)
         else:
             name = tok[0]

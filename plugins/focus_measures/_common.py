@@ -1,4 +1,4 @@
-"""Shared helpers of the built-in focus measures: input checks, the torch <-> numpy boundary, odd-size validation."""
+"""Shared helpers of the built-in focus measures: input checks and the torch <-> numpy boundary."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,9 +40,3 @@ def to_maps(maps: np.ndarray, like: Tensor) -> Tensor:
     """``[N,H,W]`` numpy maps -> ``[N,1,H,W]`` float32 tensor on ``like``'s device."""
     return torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None].to(like.device)
 
-
-def require_odd(value: int, what: str) -> int:
-    """Pydantic field-validator body: kernel sizes must be odd so that the kernel has a centre pixel."""
-    if value % 2 != 1:
-        raise ValueError(f"{what} must be odd (a kernel with a centre pixel), got {value}; try {value + 1}")
-    return value

@@ -5,17 +5,15 @@ checked by hand; :class:`DoubleReblur` wires them together and converts at the t
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import cv2
 import numpy as np
-from pydantic import Field, field_validator
 from skimage import measure
 from torch import Tensor
 
-from fusionkit.interfaces import FocusMeasure, Params
+from fusionkit.interfaces import FocusMeasure
 
-from ._common import check_stack, require_odd, to_maps, to_numpy
+from ._common import check_stack, to_maps, to_numpy
+from ..params.focus_measures import DoubleReblurParams
 
 #: Absolute floor added to every denominator: keeps 0/0 finite (it never matters when a spectrum is non-zero).
 _TINY = 1e-30
@@ -269,43 +267,7 @@ class DoubleReblur(FocusMeasure):
                  "[k_g, k_d, k_e, t, f] = [5, 3, 3, 0.01, 1]; variant 'code' follows the released "
                  "GuYuanjie/DeepFusionPrior utils/image_io.py (cmp_PSF, clear_segmetation)")
 
-    class Params(Params):
-        gaussian_kernel: int = Field(5, ge=1, le=99, description="k_g: side of the Gaussian reblur kernel G in "
-                                     "Eq. (16), odd (paper default 5)")
-        gaussian_sigma: float | None = Field(None, gt=0.0, le=50.0, description="sigma of G in pixels; None: derived "
-                                             "from k_g as OpenCV does, 0.3((k_g-1)/2-1)+0.8 (the released code)")
-        dilate: int = Field(3, ge=1, le=99, description="k_d: side of the dilation rectangle in the closing of "
-                            "Eq. (18), odd; 1 = no dilation (paper default 3)")
-        erode: int = Field(3, ge=1, le=99, description="k_e: side of the erosion rectangle in the closing of "
-                           "Eq. (18), odd; 1 = no erosion (paper default 3)")
-        threshold: float = Field(0.01, ge=0.0, lt=1.0, description="t of Eq. (17), strict s > t (paper default "
-                                 "0.01). decision='absolute': on fusionkit's full-range luma scale; "
-                                 "decision='contrast': a relative margin on the normalised contrast in [-1, 1]")
-        largest_region: bool = Field(True, description="f of Eq. (19): keep the largest connected region and fill "
-                                     "its holes (paper default true); for N >= 3 each slice's holes are filled but "
-                                     "all its regions kept")
-        psf_radius: int = Field(5, ge=1, le=32, description="r: the estimated kernel is the central (2r-1)x(2r-1) "
-                                "crop of the inverse transform (5 -> 9x9, the released code)")
-        eps: float = Field(1e-3, gt=0.0, le=1e3, description="Wiener regularisation of the spectral ratio: "
-                           "N conj(D) / (|D|^2 + eps mean|D|^2); guards against near-zero spectra")
-        spectral_lowpass: float | None = Field(0.25, gt=0.0, le=1.0, description="width (sigma, cycles/pixel; "
-                                               "Nyquist is 0.5) of the Gaussian low-pass T applied to the spectral "
-                                               "ratio in Eq. (14); None: no low-pass (the released code)")
-        variant: Literal["paper", "code"] = Field("paper", description="'paper': Eqs. (13)-(16) as printed "
-                                                  "(normalised PSF, Gaussian on the reblurred image); 'code': the "
-                                                  "released code (unnormalised |PSF|, input 0 reblurred, Gaussian "
-                                                  "on the difference map)")
-        decision: Literal["contrast", "absolute"] = Field("contrast", description="'contrast': threshold the "
-                                                          "normalised local contrast of both inputs' sharpness "
-                                                          "(robust, fusionkit's default); 'absolute': the literal "
-                                                          "Eq. (17) on one image's sharpness")
-        contrast_window: int = Field(9, ge=1, le=99, description="side of the box window that averages each "
-                                     "input's sharpness before the contrast (decision='contrast' only), odd")
-
-        @field_validator("gaussian_kernel", "dilate", "erode", "contrast_window")
-        @classmethod
-        def _odd(cls, v: int, info) -> int:
-            return require_odd(v, info.field_name)
+    Params = DoubleReblurParams
 
     def stages(self, images: Tensor) -> dict[str, np.ndarray | int]:
         """Every intermediate of the pipeline. For a pair ``[2,1,H,W]``: ``psf`` (Eq. 14), ``reblurred`` (Eq. 15,

@@ -1,17 +1,15 @@
 """The maximal-gradient rule (UDPNet Eq. 3), N-way as in its Remark 1. Pure torch: runs on the input's device."""
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import Tensor
 
 from fusionkit.filters import forward_differences, laplacian
-from fusionkit.interfaces import FocusMeasure, Params
+from fusionkit.interfaces import FocusMeasure
 
-from ._common import check_stack, require_odd
+from ._common import check_stack
+from ..params.focus_measures import MaxGradientParams
 
 _SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 
@@ -90,19 +88,7 @@ class MaxGradient(FocusMeasure):
     reference = ("UDPNet (dual-path unsupervised MFIF), Eq. (3) initial masks by maximal gradient, extended to "
                  "K >= 3 inputs as in its Remark 1")
 
-    class Params(Params):
-        gradient: Literal["sobel", "forward", "laplacian"] = Field("sobel", description="discrete |grad S_k|: "
-                                                                   "3x3 Sobel magnitude, forward differences, or "
-                                                                   "|4-neighbour Laplacian|")
-        window: int = Field(1, ge=1, le=99, description="side of the box window averaging |grad S_k| before the "
-                            "comparison, odd; 1 = pixelwise (the paper's Eq. 3)")
-        ties: Literal["first", "split"] = Field("first", description="a pixel where inputs tie goes to the lowest "
-                                                "index ('first', binary maps) or is shared equally ('split')")
-
-        @field_validator("window")
-        @classmethod
-        def _odd(cls, v: int, info) -> int:
-            return require_odd(v, info.field_name)
+    Params = MaxGradientParams
 
     def energy(self, images: Tensor) -> Tensor:
         """The per-input focus energy ``box_w(|grad S_k|)`` ``[N,1,H,W]`` that the maps compare."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fusionkit.interfaces import FocusMeasure, Params
+from fusionkit.interfaces import FocusMeasure
 
 from ._common import check_stack
+from ..params.focus_measures import UniformParams
 
 
 class Uniform(FocusMeasure):
@@ -21,8 +22,7 @@ class Uniform(FocusMeasure):
     summary = "Equal weights 1/N for every input (the mean-of-inputs baseline; any N >= 2, soft)"
     reference = "baseline: arithmetic mean of the sources (no focus measurement)"
 
-    class Params(Params):
-        pass
+    Params = UniformParams
 
     def __call__(self, images: Tensor) -> Tensor:
         check_stack(images, self.name)

@@ -14,16 +14,16 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import ClassVar, Literal
-
-import cv2
-import numpy as np
-import torch
-from pydantic import Field, field_validator
-from torch import Tensor
+from typing import TYPE_CHECKING, ClassVar
 
 from fusionkit.errors import RunError
-from fusionkit.interfaces import Fuser, Params
+from fusionkit.interfaces import Fuser
+
+from ..params.fusers import EnfuseParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    from torch import Tensor
 
 PROGRAM = "enfuse"
 
@@ -41,22 +41,7 @@ class Enfuse(Fuser):
                  "manual, 'Focus stacks' (--exposure-weight=0 --saturation-weight=0 --contrast-weight=1 --hard-mask)")
     program: ClassVar[str] = PROGRAM
 
-    class Params(Params):
-        contrast_window_size: int = Field(5, ge=3, le=99, description="side of the window in which local contrast "
-                                          "is measured (odd; enfuse's default 5)")
-        hard_mask: bool = Field(True, description="each pixel from the single sharpest input (focus stacking); "
-                                "false averages by weight")
-        gray_projector: Literal["average", "l-star", "luminance", "pl-star", "value", "anti-value"] = Field(
-            "average", description="how RGB becomes the gray image whose contrast is measured")
-        levels: int | None = Field(None, ge=1, le=29, description="pyramid levels; none = as many as the size allows")
-        timeout_s: float = Field(600.0, gt=0, description="give up after this many seconds")
-
-        @field_validator("contrast_window_size")
-        @classmethod
-        def _odd(cls, v: int) -> int:
-            if v % 2 == 0:
-                raise ValueError(f"must be odd (a window centred on the pixel), got {v}; use {v + 1}")
-            return v
+    Params = EnfuseParams
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -78,6 +63,11 @@ class Enfuse(Fuser):
         return cmd + [str(f) for f in inputs]
 
     def __call__(self, images: Tensor) -> Tensor:
+        # imported here: `fusionkit plugins list` loads this class for `unavailable()` and must stay light
+        import cv2
+        import numpy as np
+        import torch
+
         reason = self.unavailable()
         if reason:
             raise RunError(f"enfuse cannot run: {reason}", "install enfuse, or use another baseline")
@@ -112,6 +102,8 @@ class Enfuse(Fuser):
 
 def _to_float(data: np.ndarray, channels: int) -> np.ndarray:
     """enfuse's TIFF (8/16-bit, gray or BGR, often with an alpha mask) -> float RGB/gray ``[H, W, C]``."""
+    import numpy as np
+
     scale = 65535.0 if data.dtype == np.uint16 else 255.0
     if data.ndim == 2:
         data = data[:, :, None]

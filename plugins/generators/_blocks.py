@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..params.generators import MemoryFormat
+
 PaddingMode = Literal["reflection", "zeros"]
 
 
@@ -82,8 +84,6 @@ def _pad_dim(x: Tensor, before: int, after: int, dim: int) -> Tensor:
     mode = "reflect" if max(before, after) < x.shape[dim] else "replicate"
     return F.pad(x, pads, mode=mode)
 
-
-MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 
 
 class PadToMultiple:

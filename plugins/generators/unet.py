@@ -1,16 +1,14 @@
 """A small padded U-Net generator (same-size convolutions, output shape = input shape)."""
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import Tensor, nn
 
-from fusionkit.interfaces import Generator, Params
+from fusionkit.interfaces import Generator
 
-from ._blocks import MemoryFormat, PadToMultiple, PaddedConv2d, conv_block, upsample2x
+from ._blocks import PadToMultiple, PaddedConv2d, conv_block, upsample2x
+from ..params.generators import UNetParams
 
 
 class _Up(nn.Module):
@@ -48,27 +46,7 @@ class UNet(Generator):
     reference = ("Ronneberger et al., 'U-Net: Convolutional Networks for Biomedical Image Segmentation', MICCAI 2015, "
                  "with same-size (padded) convolutions and batch norm; an alternative generator for DFP (§3.2.1)")
 
-    class Params(Params):
-        base_channels: int = Field(16, ge=1, le=256, description="channels at the finest scale (doubled per scale)")
-        depth: int = Field(4, ge=1, le=7, description="number of x2 downsamplings (inputs are padded to a multiple "
-                                                      "of 2**depth internally)")
-        kernel: int = Field(3, ge=1, le=15, description="odd kernel size of the double convolutions")
-        upsample: Literal["bilinear", "transposed"] = Field(
-            "bilinear", description="decoder upsampling: bilinear + 1x1 conv, or 2x2 stride-2 transposed conv")
-        activation: float = Field(0.2, ge=0.0, le=1.0, description="LeakyReLU negative slope (0 = ReLU)")
-        padding: Literal["reflection", "zeros"] = Field("reflection", description="border padding of the convs")
-        batch_norm: bool = Field(True, description="batch normalisation after every k x k convolution")
-        sigmoid: bool = Field(True, description="sigmoid on the output, so values lie in (0, 1)")
-        memory_format: MemoryFormat = Field(
-            "auto", description="memory format the layers run in: 'auto' = channels_last on CPU (10-20 % faster "
-                                "there), the input's own elsewhere; the output is always contiguous NCHW")
-
-        @field_validator("kernel")
-        @classmethod
-        def _kernel_odd(cls, k: int) -> int:
-            if k % 2 != 1:
-                raise ValueError(f"kernel must be odd (a 'same' convolution needs a centre tap), got {k}")
-            return k
+    Params = UNetParams
 
     def __init__(self, in_channels: int, out_channels: int, params: Params | dict | None = None, **overrides):
         super().__init__(in_channels, out_channels, params, **overrides)

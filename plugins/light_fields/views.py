@@ -26,8 +26,7 @@ import numpy as np
 from fusionkit.errors import InputError
 from fusionkit.io import IMAGE_SUFFIXES, read_image
 
-#: what ``pattern: auto`` tries, in order
-KNOWN_PATTERNS = ("input_Cam{index:03d}.png", "{row:02d}_{col:02d}.png", "{row}_{col}.png", "{row}_{col}.bmp")
+from ..params.light_fields import KNOWN_PATTERNS
 
 _FIELD = re.compile(r"\{([a-z]+)(?::(0?)(\d*)d?)?\}")
 

@@ -1,16 +1,14 @@
 """Content loss (DFP Eq. 22), generalised to N inputs."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
-
 import torch
-from pydantic import Field
 from torch import Tensor
 
 from fusionkit.chunking import nbytes_per_slice, slice_chunks, weighted_sum
-from fusionkit.interfaces import Loss, LossContext, Params, UnsupportedInput
+from fusionkit.interfaces import Loss, LossContext, UnsupportedInput
 
 from ._common import cached_from_inputs_and_maps, check_stack
+from ..params.losses import ContentLossParams
 
 
 class ContentLoss(Loss):
@@ -43,11 +41,7 @@ class ContentLoss(Loss):
     summary = "Map-weighted L1 between the downsampled output and each input (N-input DFP content loss)"
     reference = "Deep Fusion Prior (DFP), Eq. (22), with the I_fore/I_back typo corrected"
 
-    class Params(Params):
-        lambdas: Optional[list[Annotated[float, Field(ge=0.0, le=1000.0)]]] = Field(
-            None, min_length=1, max_length=64,
-            description="one weight lambda_i >= 0 per input, in input order (paper: lambda_1 = lambda_2 = 1); "
-                        "null = 1 for every input. Its length must equal the number of inputs")
+    Params = ContentLossParams
 
     def _weights(self, ctx: LossContext, n: int, like: Tensor) -> Tensor | None:
         lambdas = self.params.lambdas

@@ -1,10 +1,11 @@
 """Decision-embedding loss (DFP Eq. 20), generalised to N soft maps."""
 from __future__ import annotations
 
-from pydantic import Field
 from torch import Tensor
 
-from fusionkit.interfaces import Loss, LossContext, Params, UnsupportedInput
+from fusionkit.interfaces import Loss, LossContext, UnsupportedInput
+
+from ..params.losses import DecisionLossParams
 
 
 class DecisionLoss(Loss):
@@ -37,11 +38,7 @@ class DecisionLoss(Loss):
     summary = "Decision-embedding loss: soft maps vs handcrafted maps plus intensity-weighted coverage (Eq. 20)"
     reference = "Deep Fusion Prior (DFP), Eq. (20) and Algorithm 2, generalised to N maps"
 
-    class Params(Params):
-        map_weight: float = Field(1.0, ge=0.0, le=1000.0,
-                                  description="weight of 1/2 sum_i |m_hat_i - m_i| (Eq. 20: 1)")
-        intensity_weight: float = Field(1.0, ge=0.0, le=1000.0,
-                                        description="weight of sum_i |m_hat_i I_i - I_i| (Eq. 20: 1)")
+    Params = DecisionLossParams
 
     def __call__(self, ctx: LossContext) -> Tensor:
         m_hat, m, inputs = ctx.output, ctx.maps, ctx.inputs

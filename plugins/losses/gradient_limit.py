@@ -1,15 +1,13 @@
 """Gradient-limit loss (DFP Eq. 24): anisotropic total variation."""
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field
 from torch import Tensor
 
 from fusionkit.filters import forward_differences
-from fusionkit.interfaces import Loss, LossContext, Params
+from fusionkit.interfaces import Loss, LossContext
 
 from ._common import mean_abs
+from ..params.losses import GradientLimitLossParams
 
 
 class GradientLimitLoss(Loss):
@@ -33,9 +31,7 @@ class GradientLimitLoss(Loss):
     summary = "Anisotropic total variation of the output (forward differences, L1)"
     reference = "Deep Fusion Prior (DFP), Eq. (24), with absolute values (as the released code's GradientLoss)"
 
-    class Params(Params):
-        on: Literal["high", "low"] = Field(
-            "high", description="high: the full-resolution output (released code); low: the downsampled output")
+    Params = GradientLimitLossParams
 
     def __call__(self, ctx: LossContext) -> Tensor:
         x = ctx.output if self.params.on == "high" else ctx.output_low

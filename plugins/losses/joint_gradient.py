@@ -1,18 +1,16 @@
 """Joint gradient loss (DFP Eq. 23): the output's Laplacian against the per-pixel maximum over the inputs."""
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field
 from torch import Tensor
 
 from fusionkit.chunking import nbytes_per_slice, slice_chunks
 from fusionkit.filters import laplacian
 from fusionkit.imaging import to_luma
-from fusionkit.interfaces import Loss, LossContext, Params
+from fusionkit.interfaces import Loss, LossContext
 
 from ._common import check_stack, cached_from_inputs
+from ..params.losses import JointGradientLossParams
 
 
 class JointGradientLoss(Loss):
@@ -42,13 +40,7 @@ class JointGradientLoss(Loss):
     summary = "L1 between the output's Laplacian and the per-pixel max of the inputs' Laplacians (luma, low res)"
     reference = "Deep Fusion Prior (DFP), Eq. (23)"
 
-    class Params(Params):
-        mode: Literal["paper", "code"] = Field(
-            "paper", description="paper: signed Laplacians, max of the signed input Laplacians (Eq. 23); "
-                                 "code: absolute Laplacians on both sides (released code)")
-        padding: Literal["replicate", "zeros"] = Field(
-            "replicate", description="Laplacian border handling: replicate (no false border edges) or zeros "
-                                     "(released code)")
+    Params = JointGradientLossParams
 
     def _lap(self, y: Tensor) -> Tensor:
         g = laplacian(y, padding=self.params.padding)

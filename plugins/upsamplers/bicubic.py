@@ -1,12 +1,10 @@
 """Keys cubic convolution: the usual "bicubic", with the MATLAB/PIL a = -0.5 by default."""
 from __future__ import annotations
 
-from pydantic import Field
 from torch import Tensor
 
-from fusionkit.interfaces import Params
-
 from . import kernels
+from ..params.upsamplers import BicubicResamplerParams
 from .separable import SeparableResampler
 
 
@@ -20,10 +18,7 @@ class BicubicResampler(SeparableResampler):
                  "W(x) = (a+2)|x|^3 - (a+3)|x|^2 + 1 for |x| <= 1, a|x|^3 - 5a|x|^2 + 8a|x| - 4a for 1 < |x| < 2")
     support = 2
 
-    class Params(Params):
-        a: float = Field(-0.5, ge=-1.0, le=0.0,
-                         description="Keys' free parameter: -0.5 as MATLAB imresize and PIL (exact for quadratics); "
-                                     "-0.75 as torch and OpenCV (sharper, more overshoot)")
+    Params = BicubicResamplerParams
 
     def kernel(self, x: Tensor) -> Tensor:
         return kernels.keys_cubic(x, self.params.a)

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from fusionkit.interfaces import Params
-
 from . import kernels
+from ..params.upsamplers import BilinearResamplerParams
 from .separable import SeparableResampler
 
 
@@ -18,8 +17,7 @@ class BilinearResampler(SeparableResampler):
     reference = "Linear interpolation; kernel T(x) = max(0, 1 - |x|), stretched by the factor for down (as PIL)"
     support = 1
 
-    class Params(Params):
-        pass
+    Params = BilinearResamplerParams
 
     def kernel(self, x: Tensor) -> Tensor:
         return kernels.triangle(x)

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from fusionkit.interfaces import Params
-
 from . import kernels
+from ..params.upsamplers import BoxResamplerParams
 from .separable import SeparableResampler
 
 
@@ -18,8 +17,7 @@ class BoxResampler(SeparableResampler):
     reference = "Box filter B(x) = 1 for |x| < 1/2: area averaging down, nearest neighbour up"
     support = 0.5
 
-    class Params(Params):
-        pass
+    Params = BoxResamplerParams
 
     def kernel(self, x: Tensor) -> Tensor:
         return kernels.box(x)

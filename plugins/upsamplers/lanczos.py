@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from fusionkit.interfaces import Params
-
 from . import kernels
+from ..params.upsamplers import Lanczos2ResamplerParams, Lanczos3ResamplerParams
 from .separable import SeparableResampler
 
 
@@ -19,8 +18,7 @@ class Lanczos2Resampler(SeparableResampler):
                  "CVPR 2018) Downsampler(kernel_type='lanczos2', phase=0.5), used by Deep Fusion Prior")
     support = 2
 
-    class Params(Params):
-        pass
+    Params = Lanczos2ResamplerParams
 
     def kernel(self, x: Tensor) -> Tensor:
         return kernels.lanczos(x, 2)
@@ -35,8 +33,7 @@ class Lanczos3Resampler(SeparableResampler):
                  "L(x) = sinc(x) sinc(x/a), |x| < a, a = 3; Deep Image Prior's kernel_type='lanczos3'")
     support = 3
 
-    class Params(Params):
-        pass
+    Params = Lanczos3ResamplerParams
 
     def kernel(self, x: Tensor) -> Tensor:
         return kernels.lanczos(x, 3)

@@ -12,7 +12,13 @@ from pydantic import ValidationError
 import fusionkit_sharpness
 from fusionkit.interfaces import UnsupportedInput
 from fusionkit.registry import build_catalog
+from fusionkit.testing import check_plugin
 from fusionkit_sharpness import LocalVariance
+
+
+def test_fusionkit_contract():
+    """fusionkit's own contract checks (shipped in the installed package as fusionkit.testing)."""
+    check_plugin(fusionkit_sharpness, "fusionkit-sharpness")
 
 
 def test_registers_cleanly_in_strict_mode():
