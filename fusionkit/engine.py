@@ -176,8 +176,17 @@ def embed_decision(spec: PipelineSpec, catalog: Catalog, luma: Tensor, maps: Ten
             m = current["m_hat"].detach()
             observe("embedding", it, seconds, lambda: binarise(m)[:, 0].cpu().numpy())
 
+    decided: dict[str, Tensor] = {}
+
+    def flipped() -> float | None:
+        """Fraction of pixels whose binarised decision changed since the last check (the plateau rule's measure:
+        the loss goes on falling long after the decision is fixed, as the soft maps sharpen)."""
+        now = binarise(current["m_hat"].detach())
+        before, decided["maps"] = decided.get("maps"), now
+        return None if before is None else float((now != before).any(0).float().mean())
+
     loop = Loop(opt, iterations, lr=de.lr, schedule=spec.optimizer.schedule, warmup=spec.optimizer.warmup,
-                final_lr=spec.optimizer.final_lr, stop=de.stop, records=100)
+                final_lr=spec.optimizer.final_lr, stop=de.stop, records=100, monitor=flipped)
     decision = loop.run(step, on_record)
     if decision.reason == "non_finite":
         raise RunError("the decision-embedding loss became NaN or infinite",

@@ -90,12 +90,14 @@ class StopDecision:
 
 
 class PlateauRule:
-    """Stops a loop whose monitored quantity no longer improves: every ``window`` iterations the mean loss over the
-    last window is compared with the mean over the window before it, and the loop stops once the relative
-    improvement is below ``min_delta`` (never before ``min_iterations``).
+    """Stops a loop once what it produces no longer changes by more than ``min_delta`` per ``window`` iterations
+    (never before ``min_iterations``).
 
-    Means over whole windows, not single values, because the per-iteration loss of this stochastic optimisation
-    (batch norm, Adam) fluctuates by more than the improvement that matters near convergence.
+    What "change" means is the loop's: by default the relative improvement of the mean loss over the last window on
+    the mean over the window before (:meth:`loss_change`; means over whole windows, because the per-iteration loss of
+    this stochastic optimisation fluctuates by more than the improvement that matters near convergence); a loop
+    whose loss keeps falling after its result has settled (the decision embedding, whose loss sharpens the soft maps
+    long after their binarised decision is fixed) passes its own measure of change instead.
     """
 
     def __init__(self, window: int, min_delta: float, min_iterations: int):
@@ -107,13 +109,15 @@ class PlateauRule:
     def due(self, iteration: int) -> bool:
         return iteration % self.window == 0
 
-    def should_stop(self, iteration: int, window_mean: float) -> bool:
-        """Call with the mean loss of iterations ``iteration - window + 1 .. iteration`` when :meth:`due`."""
+    def loss_change(self, window_mean: float) -> float | None:
+        """Relative improvement of this window's mean loss on the previous window's (None for the first)."""
         previous, self.previous = self.previous, window_mean
-        if previous is None or iteration < self.min_iterations:
-            return False
-        improvement = (previous - window_mean) / max(abs(previous), 1e-12)
-        return improvement < self.min_delta
+        if previous is None:
+            return None
+        return (previous - window_mean) / max(abs(previous), 1e-12)
+
+    def should_stop(self, iteration: int, change: float | None) -> bool:
+        return change is not None and iteration >= self.min_iterations and change < self.min_delta
 
 
 class Deadline:
@@ -169,12 +173,13 @@ class Loop:
     applies the stopping rules and turns Ctrl-C into a recorded stop.
 
     ``step(iteration)`` does one update and returns a 1-D tensor of loss values (the first is the one the plateau
-    rule watches). ``on_record(iteration, values, seconds)`` is called with host values about ``records`` times
+    rule watches, unless ``monitor`` is given: then the rule calls it at every check for the change since the last
+    check, None when it cannot tell yet). ``on_record(iteration, values, seconds)`` is called with host values about ``records`` times
     per loop and at the end; it is where callers keep their last good iterate and report progress.
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, iterations: int, *, lr: float, schedule: str = "constant",
-                 warmup: float = 0.0, final_lr: float = 0.0, stop=None, records: int = 200):
+                 warmup: float = 0.0, final_lr: float = 0.0, stop=None, records: int = 200, monitor=None):
         self.optimizer = optimizer
         self.iterations = int(iterations)
         self.lr = lr
@@ -185,6 +190,7 @@ class Loop:
         self.record_every = max(1, self.iterations // max(1, records))
         self.plateau = (PlateauRule(stop.window, stop.min_delta, stop.min_iterations)
                         if stop is not None and stop.rule == "plateau" else None)
+        self.monitor = monitor
 
     def _set_lr(self, iteration: int) -> None:
         rate = self.lr * lr_factor(self.schedule, iteration, self.iterations, self.warmup, self.final_lr)
@@ -207,8 +213,11 @@ class Loop:
                 last = it == self.iterations
                 stop_reason = None
                 if self.plateau is not None and self.plateau.due(it) and it >= self.plateau.window:
-                    mean = float(values[it - self.plateau.window + 1:it + 1, 0].mean())
-                    if self.plateau.should_stop(it, mean):
+                    if self.monitor is not None:
+                        change = self.monitor()
+                    else:
+                        change = self.plateau.loss_change(float(values[it - self.plateau.window + 1:it + 1, 0].mean()))
+                    if self.plateau.should_stop(it, change):
                         stop_reason = "plateau"
                 if stop_reason is None and deadline.expired():
                     stop_reason = "max_seconds"

@@ -60,11 +60,13 @@ class StopSpec(_Strict):
     wall-clock limit. The manifest records the iteration and the reason each loop stopped."""
 
     rule: Literal["none", "plateau"] = Field(
-        "none", description="none: run every iteration; plateau: stop once the mean loss over the last `window` "
-                            "iterations improves on the window before by less than min_delta (relative)")
+        "none", description="none: run every iteration; plateau: stop once the result changes by less than "
+                            "min_delta per `window` iterations: for the fusion loop and the refinement, the relative "
+                            "improvement of the window's mean loss on the window before; for the decision embedding, "
+                            "the fraction of pixels whose binarised decision flipped within the window")
     window: int = Field(50, ge=1, le=100_000, description="plateau: iterations per window")
-    min_delta: float = Field(0.002, ge=0.0, le=1.0, description="plateau: relative improvement between two "
-                                                                "consecutive windows below which the loop stops")
+    min_delta: float = Field(0.002, ge=0.0, le=1.0, description="plateau: the change per window below which the "
+                                                                "loop stops")
     min_iterations: int = Field(0, ge=0, le=1_000_000, description="plateau: never stop before this iteration")
     max_seconds: Optional[float] = Field(None, gt=0.0, description="stop this loop after this many seconds of wall "
                                                                    "time (null: no limit)")

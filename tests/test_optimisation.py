@@ -42,11 +42,19 @@ def test_iterate_average_is_a_bias_corrected_exponential_mean():
 
 def test_plateau_rule_compares_consecutive_window_means():
     rule = PlateauRule(window=10, min_delta=0.01, min_iterations=25)
-    assert not rule.should_stop(10, 1.0)          # no previous window yet
-    assert not rule.should_stop(20, 0.999)        # improvement 0.1 % < 1 %, but before min_iterations
-    assert not rule.should_stop(30, 0.9)          # 10 % better: go on
-    assert rule.should_stop(40, 0.899)            # 0.1 % better: plateau
+    assert not rule.should_stop(10, rule.loss_change(1.0))          # no previous window yet
+    assert not rule.should_stop(20, rule.loss_change(0.999))        # 0.1 % better, but before min_iterations
+    assert not rule.should_stop(30, rule.loss_change(0.9))          # 10 % better: go on
+    assert rule.should_stop(40, rule.loss_change(0.899))            # 0.1 % better: plateau
     assert rule.due(40) and not rule.due(41)
+
+
+def test_a_loop_may_watch_its_own_measure_of_change():
+    q = _Quadratic()
+    changes = iter([None, 0.5, 0.2, 0.001, 0.0])
+    stop = StopSpec(rule="plateau", window=10, min_delta=0.01, min_iterations=0)
+    decision = Loop(q.opt, 1000, lr=0.1, stop=stop, monitor=lambda: next(changes)).run(q.step, lambda *a: None)
+    assert (decision.reason, decision.iteration) == ("plateau", 40)
 
 
 class _Quadratic:
@@ -176,3 +184,11 @@ def test_crop_is_refused_with_a_residual_generator_or_output_averaging():
         load_spec({"name": "t"}, ["crop=64", "generator.residual=true"], require_inputs=False)
     with pytest.raises(SpecError, match="output_average"):
         load_spec({"name": "t"}, ["crop=64", "output_average=0.9"], require_inputs=False)
+
+
+def test_the_embedding_stops_when_its_decision_settles(pair):
+    r = fusionkit.run({"name": "t"}, [*QUICK, "iterations=10", "decision_embedding.iterations=200",
+                                      "decision_embedding.stop.rule=plateau", "decision_embedding.stop.window=5",
+                                      "decision_embedding.stop.min_delta=0.5"], inputs=pair.inputs, write=False)
+    # fewer than half the pixels flip between two checks 5 iterations apart: it stops at the second check
+    assert r.manifest["stops"]["decision_embedding"] == {"reason": "plateau", "iteration": 10, "planned": 200}
