@@ -108,7 +108,7 @@ def main() -> None:
             with out.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             print(f"{pid} {name:<14} PSNR {row['psnr']:.3f} SSIM {row['ssim']:.4f} wall {wall:6.1f} s "
-                  f"stops {json.dumps({k: (v['reason'], v['iteration']) for k, v in res.stops.items()})}",
+                  f"stops {json.dumps({k: (v.get('reason'), v.get('iteration', v.get('count'))) for k, v in res.stops.items()})}",
                   flush=True)
 
 

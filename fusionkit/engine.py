@@ -597,13 +597,14 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
     x = last_good["x"].clamp(0, 1)
     refined = None
     if spec.refine.iterations and decision.reason not in ("interrupted", "non_finite"):
-        x, refined = _refine(spec, x, ctx, terms, weights, down, progress, observe, finish, history, names)
+        x, refined = _refine(spec, x, ctx, terms, weights, down, progress, observe, finish, history, names,
+                             decision.iteration)
     return x, history, decision, refined
 
 
 def _refine(spec: PipelineSpec, x: Tensor, ctx: LossContext, terms, weights: Tensor, down: Resampler,
             progress: ProgressCallback, observe: Observer | None, finish: Callable[[Tensor], Tensor],
-            history: list[dict], names: list[str]) -> tuple[Tensor, StopDecision]:
+            history: list[dict], names: list[str], offset: int) -> tuple[Tensor, StopDecision]:
     """Optimise the output's pixels directly on the fusion loss, starting from the generator's result.
 
     The generator fits an image's coarse structure within a few hundred iterations and its last details only
@@ -614,8 +615,7 @@ def _refine(spec: PipelineSpec, x: Tensor, ctx: LossContext, terms, weights: Ten
     s = spec.scale
     px = x.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([px], lr=spec.refine.lr)
-    offset = spec.iterations
-    total_its = spec.refine.iterations
+    total_its = spec.refine.iterations   # history rows continue after the generator's last step (``offset``)
 
     def step(it: int) -> Tensor:
         opt.zero_grad(set_to_none=True)

@@ -196,12 +196,16 @@ class Planner:
                 "output": s * s * h * w * (2 * c + 1) * 4}
 
     def plan(self, shape: StackShape, available: int | None) -> MemoryPlan:
-        """Whole when it fits; else tiles (``tiling.mode`` auto/always) of the largest size that fits; else refuse."""
+        """``tiling.mode`` auto: tiles for outputs larger than ``tiling.tile``; memory: tiles only when the whole image
+        does not fit; never: the whole image. Tiles are shrunk until they fit; a run that cannot fit is refused."""
         spec = self.spec
         whole, parts = self.whole(shape)
         budget = None if available is None else int(available * USABLE_SHARE)
         mode = spec.tiling.mode
-        if spec.method != "dfp" or mode == "never" or (mode == "auto" and (budget is None or whole <= budget)):
+        s = spec.scale
+        fits = budget is None or whole <= budget
+        bigger = max(shape.h, shape.w) * s > spec.tiling.tile + spec.tiling.overlap
+        if spec.method != "dfp" or mode == "never" or (fits and not (mode == "auto" and bigger)):
             if budget is not None and whole > budget:
                 self._refuse(shape, whole, parts, available, tiled_hint=spec.method == "dfp")
             return MemoryPlan("whole", whole, whole, available, parts)
@@ -245,7 +249,7 @@ class Planner:
         per_slice = (2 * shape.c + PER_SLICE_COPIES + FOCUS_MEASURE_BYTES / 4) * h * w * 4
         fixes = []
         if tiled_hint:
-            fixes.append("let fusionkit tile the output (`--set tiling.mode=auto`, the default)")
+            fixes.append("let fusionkit tile the output (`--set tiling.mode=memory`, or `auto`, the default)")
         if n > 2 and available is not None:
             fit = max(2, int(available * USABLE_SHARE // per_slice))
             if fit < n:

@@ -46,11 +46,11 @@ class OptimizerSpec(_Strict):
     """The optimiser and its learning-rate schedule (the same schedule shape serves the decision embedding)."""
 
     name: Literal["adam"] = Field("adam", description="the optimiser")
-    lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate (the peak rate when a schedule is used)")
+    lr: float = Field(5e-3, gt=0.0, le=1.0, description="learning rate (the peak rate when a schedule is used)")
     schedule: Literal["constant", "cosine"] = Field(
-        "constant", description="constant: lr throughout; cosine: half a cosine from lr down to final_lr * lr at "
+        "cosine", description="constant: lr throughout; cosine: half a cosine from lr down to final_lr * lr at "
                                 "the last iteration")
-    warmup: float = Field(0.0, ge=0.0, le=0.5, description="fraction of the iterations over which the rate ramps "
+    warmup: float = Field(0.05, ge=0.0, le=0.5, description="fraction of the iterations over which the rate ramps "
                                                            "up linearly from 0 to lr")
     final_lr: float = Field(0.0, ge=0.0, le=1.0, description="cosine schedule: the final rate as a fraction of lr")
 
@@ -76,9 +76,10 @@ class DecisionEmbeddingSpec(_Strict):
     """Algorithm 2: a generator fitted to the focus measure's maps (Eq. 20), then binarised at 0.5."""
 
     enabled: bool | Literal["auto"] = Field(
-        "auto", description="auto: on for two inputs (the paper's setting), off for stacks of N > 2, where the "
-                            "N-channel embedding was measured to degrade the maps (docs/n-images.md); true: always; "
-                            "false: fuse with the focus measure's maps directly (no Algorithm 2)")
+        False, description="false (default): fuse with the focus measure's maps directly: the embedding's binarised "
+                           "maps converge to them, and DFP measured no better with it (docs/performance.md); auto: on "
+                           "for two inputs (the paper's setting, preset paper), off for stacks of N > 2, where the "
+                           "N-channel embedding was measured to degrade the maps (docs/n-images.md); true: always")
 
     def applies_to(self, n: int) -> bool:
         """Whether the embedding runs for a stack of ``n`` inputs."""
@@ -93,7 +94,10 @@ class DecisionEmbeddingSpec(_Strict):
     loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="decision"),
                                description="the embedding loss (kind loss), Eq. 20")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate of the embedding generator")
-    stop: StopSpec = Field(default_factory=StopSpec, description="early stopping of the embedding loop")
+    stop: StopSpec = Field(default_factory=lambda: StopSpec(rule="plateau", window=50, min_delta=0.0025,
+                                                            min_iterations=100),
+                           description="early stopping of the embedding loop: by default once fewer than 0.25 % of "
+                                       "the pixels change their decision in 50 iterations")
 
 
 class LightFieldSpec(ComponentRef):
@@ -110,7 +114,7 @@ class RefineSpec(_Strict):
     They close the remaining misfit to the inputs at a small fraction of a generator step's cost, while what the
     generator put into the frequencies the inputs do not constrain stays (docs/performance.md)."""
 
-    iterations: int = Field(0, ge=0, le=100_000, description="refinement steps (0 = none)")
+    iterations: int = Field(200, ge=0, le=100_000, description="refinement steps (0 = none)")
     lr: float = Field(3e-4, gt=0.0, le=1.0, description="Adam rate on pixel values in [0, 1] (the peak rate)")
     schedule: Literal["constant", "cosine"] = Field("cosine", description="rate over the steps: constant, or half a "
                                                                           "cosine from lr down to 0")
@@ -118,13 +122,15 @@ class RefineSpec(_Strict):
 
 
 class TilingSpec(_Strict):
-    """Fusing a big output in overlapping tiles, each optimised on its own and blended with feathered seams, so the
-    memory a run needs is bounded by the tile size instead of the image size (docs/performance.md)."""
+    """Fusing the output in overlapping tiles, each optimised on its own and blended with feathered seams. The
+    generator converges in fewer iterations on a tile than on a big image, and the memory a run needs is bounded
+    by the tile size instead of the image size (docs/performance.md)."""
 
-    mode: Literal["auto", "never", "always"] = Field(
-        "auto", description="auto: tile only when the whole-image run would not fit in the available memory; never: "
-                            "a run that does not fit is refused before any work; always: tile every run")
-    tile: int = Field(512, ge=16, le=8192, description="tile size in output pixels (square, before the overlap)")
+    mode: Literal["auto", "memory", "never"] = Field(
+        "auto", description="auto: outputs larger than `tile` are fused in tiles of that size (smaller ones if memory "
+                            "requires); memory: the whole image unless it would not fit in the available memory; "
+                            "never: the whole image, and a run that does not fit is refused before any work")
+    tile: int = Field(256, ge=16, le=8192, description="tile size in output pixels (square, before the overlap)")
     overlap: int = Field(32, ge=0, le=1024, description="output pixels shared by neighbouring tiles, blended with a "
                                                         "linear ramp")
 
@@ -175,7 +181,7 @@ class PipelineSpec(_Strict):
         LossTerm(name="gradient_limit", weight=0.1),
     ], description="the weighted loss terms (kind loss); at least one when method is dfp; names unique")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="optimiser of the fusion generator")
-    iterations: int = Field(1000, ge=0, le=1_000_000,
+    iterations: int = Field(600, ge=0, le=1_000_000,
                             description="optimisation steps of the fusion generator (method dfp)")
     crop: Optional[int] = Field(
         None, ge=16, le=16384, description="random-crop iterations: each generator step fits a random square window "
@@ -189,7 +195,7 @@ class PipelineSpec(_Strict):
         0.0, ge=0.0, lt=1.0, description="decay of an exponential moving average of the generator's output, which "
                                          "is what the run returns (0 = the last iterate)")
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "fp32", description="arithmetic of the generators' forward and backward passes: bf16 where the device runs "
+        "auto", description="arithmetic of the generators' forward and backward passes: bf16 where the device runs "
                             "it natively (CUDA, CPUs with AVX512-BF16/AMX), auto = bf16 there and fp32 elsewhere; "
                             "losses, maps and the averaged output stay fp32")
     threads: Union[Annotated[int, Field(ge=1, le=1024)], Literal["auto"]] = Field(

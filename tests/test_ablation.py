@@ -59,22 +59,22 @@ def write(root: Path, name: str = "abl.yaml", **fields) -> Path:
 
 def test_grid_times_named_variants_and_patch_order(data):
     path = write(data, grid={"focus_measure.params.threshold": [0.0, 0.05], "losses[joint_gradient].weight": [0, 0.5]},
-                 variants={"ref": {}, "no-dm": {"decision_embedding.enabled": False,
-                                                 "focus_measure.params.threshold": 0.3}})
+                 variants={"ref": {}, "dm": {"decision_embedding.enabled": True,
+                                              "focus_measure.params.threshold": 0.3}})
     plan = load_ablation(path, ["iterations=3"])
     names = [v.name for v in plan.variants]
     assert len(names) == 8 and len(set(v.slug for v in plan.variants)) == 8
     # named variants outermost, then the grid in key order with the last key varying fastest
     assert names[:2] == ["ref,focus_measure.params.threshold=0.0,losses[joint_gradient].weight=0",
                          "ref,focus_measure.params.threshold=0.0,losses[joint_gradient].weight=0.5"]
-    assert names[4].startswith("no-dm,")
+    assert names[4].startswith("dm,")
     by = {v.name: v.resolved.spec for v in plan.variants}
-    s = by["no-dm,focus_measure.params.threshold=0.05,losses[joint_gradient].weight=0"]
+    s = by["dm,focus_measure.params.threshold=0.05,losses[joint_gradient].weight=0"]
     # the grid wins over the named patch, which wins over the study overrides; --set wins over everything
-    assert s.focus_measure.params["threshold"] == 0.05 and s.decision_embedding.enabled is False
+    assert s.focus_measure.params["threshold"] == 0.05 and s.decision_embedding.enabled is True
     assert [t.weight for t in s.losses if t.name == "joint_gradient"] == [0.0]
     assert s.iterations == 3 and s.focus_measure.params["gaussian_kernel"] == 5  # base params kept, defaults filled
-    assert by[names[0]].decision_embedding.enabled == "auto"  # the default, untouched by the patch
+    assert by[names[0]].decision_embedding.enabled is False  # the default, untouched by the patch
     assert plan.n_runs == 16 and plan.scale == 2
     for v in plan.variants:  # folder slugs are safe file names
         assert all(c.isalnum() or c in "._+-" for c in v.slug)

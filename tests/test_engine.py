@@ -49,7 +49,7 @@ def test_same_seed_same_output(pair):
 
 def test_run_folder_and_manifest(tmp_path, pair_files):
     spec = {"name": "t", "inputs": [str(p) for p in pair_files], "output": {"dir": str(tmp_path / "run")}}
-    r = fusionkit.run(spec, QUICK)
+    r = fusionkit.run(spec, [*QUICK, "decision_embedding.enabled=auto"])
     names = {p.relative_to(r.run_dir).as_posix() for p in r.run_dir.rglob("*")}
     for f in ("fused.png", "maps/map_00.png", "maps/map_01.png", "loss.csv", "loss.png", "manifest.json",
               "spec.resolved.yaml", "embedding_loss.csv"):

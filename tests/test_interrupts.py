@@ -91,7 +91,8 @@ def test_a_signal_during_the_fusion_keeps_the_last_good_iterate(folder, sig):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_before_any_good_iterate_leaves_no_run_folder(folder, sig):
     proc = start(["run", str(folder / "in" / "spec.yaml"), *[x for s in SMALL for x in ("--set", s)],
-                  "--set", "decision_embedding.iterations=20000"], folder)
+                  "--set", "decision_embedding.enabled=auto", "--set", "decision_embedding.iterations=20000",
+                  "--set", "decision_embedding.stop.rule=none"], folder)
     out, err = signal_when(proc, "decision embedding", sig)
     assert proc.returncode == EXIT[sig], err
     assert "Traceback" not in err and "no run folder was written" in err

@@ -147,11 +147,14 @@ def test_precision_auto_follows_the_hardware():
 
 def test_a_run_records_why_each_loop_stopped(pair):
     r = fusionkit.run({"name": "t"}, [*QUICK, "stop.rule=plateau", "stop.window=10", "stop.min_delta=0.5",
-                                      "iterations=200"], inputs=pair.inputs, write=False)
+                                      "iterations=200", "decision_embedding.enabled=auto",
+                                      "decision_embedding.stop.rule=none"], inputs=pair.inputs, write=False)
     stops = r.manifest["stops"]
     assert stops["decision_embedding"] == {"reason": "completed", "iteration": 20, "planned": 20}
     assert stops["fusion"]["reason"] == "plateau" and stops["fusion"]["iteration"] < 200
-    assert r.outcome.loss_history[-1]["iteration"] == stops["fusion"]["iteration"]
+    generator_rows = [row for row in r.outcome.loss_history if row["stage"] == "generator"]
+    assert generator_rows[-1]["iteration"] == stops["fusion"]["iteration"]
+    assert r.outcome.loss_history[-1]["iteration"] == stops["fusion"]["iteration"] + stops["refine"]["iteration"]
 
 
 def test_averaged_output_differs_from_the_last_iterate_and_stays_in_range(pair):
@@ -188,6 +191,7 @@ def test_crop_is_refused_with_a_residual_generator_or_output_averaging():
 
 def test_the_embedding_stops_when_its_decision_settles(pair):
     r = fusionkit.run({"name": "t"}, [*QUICK, "iterations=10", "decision_embedding.iterations=200",
+                                      "decision_embedding.enabled=true", "decision_embedding.stop.min_iterations=0",
                                       "decision_embedding.stop.rule=plateau", "decision_embedding.stop.window=5",
                                       "decision_embedding.stop.min_delta=0.5"], inputs=pair.inputs, write=False)
     # fewer than half the pixels flip between two checks 5 iterations apart: it stops at the second check

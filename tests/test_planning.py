@@ -68,7 +68,8 @@ def test_generator_probe_counts_what_autograd_keeps():
 
 
 def test_plan_is_whole_when_it_fits_and_tiled_when_not():
-    planner = Planner(spec_of(), default_catalog(), torch.device("cpu"))
+    planner = Planner(spec_of("decision_embedding.enabled=auto", "tiling.mode=memory"), default_catalog(),
+                      torch.device("cpu"))
     shape = StackShape(2, 256, 256, 3)
     whole, parts = planner.whole(shape)
     assert set(parts) == {"stack", "focus_measure", "decision_embedding", "fusion", "output"}
@@ -78,13 +79,20 @@ def test_plan_is_whole_when_it_fits_and_tiled_when_not():
     assert json.dumps(tiled.as_dict())
 
 
+def test_auto_tiling_fuses_outputs_bigger_than_a_tile_in_tiles():
+    planner = Planner(spec_of("tiling.tile=256", "tiling.overlap=32"), default_catalog(), torch.device("cpu"))
+    assert planner.plan(StackShape(2, 144, 144, 3), available=None).mode == "whole"     # 288² output: one tile
+    plan = planner.plan(StackShape(2, 256, 256, 3), available=None)                    # 512²: 2 x 2 tiles
+    assert plan.mode == "tiled" and plan.tiles == 4 and plan.tile == 256
+
+
 def test_plan_refuses_with_numbers_and_fixes_when_tiling_is_off_or_too_little_memory():
     planner = Planner(spec_of("tiling.mode=never"), default_catalog(), torch.device("cpu"))
     shape = StackShape(2, 6000, 6000, 3)
     with pytest.raises(RunError) as e:
         planner.plan(shape, available=8 * 2**30)
     text = e.value.render()
-    assert "6000x6000" in text and "GiB" in text and "tiling.mode=auto" in text
+    assert "6000x6000" in text and "GiB" in text and "tiling.mode=memory" in text
     with pytest.raises(RunError, match="even in the smallest tiles"):
         Planner(spec_of(), default_catalog(), torch.device("cpu")).plan(shape, available=100 * 2**20)
 
@@ -110,7 +118,7 @@ def psnr(truth, img):
 def test_tiled_fusion_matches_the_whole_image_run(pair):
     over = [*QUICK, "iterations=100", "decision_embedding.enabled=false"]
     whole = fusionkit.run({"name": "t"}, over, inputs=pair.inputs, write=False)
-    tiled = fusionkit.run({"name": "t"}, [*over, "tiling.mode=always", "tiling.tile=32", "tiling.overlap=16"],
+    tiled = fusionkit.run({"name": "t"}, [*over, "tiling.tile=32", "tiling.overlap=16"],
                           inputs=pair.inputs, write=False)
     assert tiled.manifest["memory"]["mode"] == "tiled" and tiled.manifest["memory"]["tiles"] == 4
     assert tiled.manifest["stops"]["tiles"] == {"count": 4, "fused": 4}

@@ -87,7 +87,8 @@ def run_folder(tmp_path_factory, pair):
     spec = {"name": "rep", "inputs": [str(root / "near.png"), str(root / "far.png")],
             "output": {"dir": str(root / "run")}}
     (root / "spec.yaml").write_text(yaml.safe_dump(spec))
-    r = invoke("run", root / "spec.yaml", *[x for s in SMALL for x in ("--set", s)])
+    r = invoke("run", root / "spec.yaml", *[x for s in SMALL for x in ("--set", s)],
+               "--set", "decision_embedding.enabled=auto")
     assert r.exit_code == 0, r.stderr
     return root / "run"
 

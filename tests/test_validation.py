@@ -155,7 +155,7 @@ def spec_path(name: str) -> str:
 # ------------------------------------------------------------------------------------------------ good specs
 
 def test_good_spec_resolves_every_default(catalog):
-    r = load_spec(spec_path("good.yaml"), catalog=catalog)
+    r = load_spec(spec_path("good.yaml"), ["decision_embedding.enabled=auto"], catalog=catalog)  # resolve it too
     assert isinstance(r, ResolvedSpec)
     s = r.spec
     assert s.name == "good-spec" and s.iterations == 200 and s.scale == 2
@@ -171,7 +171,7 @@ def test_good_spec_resolves_every_default(catalog):
     assert s.decision_embedding.generator.params["upsample"] == "bilinear"
     assert r.source == str((SPECS / "good.yaml").resolve())
     assert r.base_dir == SPECS.resolve()
-    assert r.overrides == []
+    assert r.overrides == ["decision_embedding.enabled=auto"]
 
 
 def test_relative_inputs_resolve_against_the_spec_folder(catalog, tmp_path):
@@ -250,7 +250,7 @@ def test_overrides_every_syntax(catalog, tmp_path, monkeypatch):
 
 def test_override_creates_missing_intermediates_from_defaults(catalog):
     # minimal.yaml has no generator / decision_embedding / losses: the defaults are materialised, then changed
-    r = load_spec(spec_path("minimal.yaml"), ["generator.params.kernel=3",
+    r = load_spec(spec_path("minimal.yaml"), ["decision_embedding.enabled=auto", "generator.params.kernel=3",
                                               "decision_embedding.generator.params.kernel=7",
                                               "losses[joint_gradient].params.mode=code"], catalog=catalog)
     s = r.spec
