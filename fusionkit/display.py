@@ -24,8 +24,8 @@ from rich.text import Text
 out = Console()                 # data (tables a user asked for) to stdout
 err = Console(stderr=True)      # messages and progress to stderr
 
-LABELS = {"focus": "focus measure", "embedding": "decision embedding", "fusion": "fusion", "write": "writing",
-          "items": "items"}
+LABELS = {"focus": "focus measure", "embedding": "decision embedding", "fusion": "fusion", "refine": "refinement",
+          "tile": "tiles", "write": "writing", "items": "items"}
 DEFAULT_INTERVAL = 10.0
 
 

@@ -22,6 +22,7 @@ from .interfaces import FocusMeasure, Fuser, Generator, Loss, LossContext, Resam
 from .io import Stack
 from .optimisation import IterateAverage, Loop, StopDecision, autocast, resolve_precision
 from .planning import MemoryPlan, Planner, StackShape, tile_grid
+from .tiling import feather, fuse_tiles
 from .presets import embedding_iterations
 from .resources import available_memory, cpu_threads
 from .provenance import Timings
@@ -246,7 +247,8 @@ def _fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, progress: Progress
     if plan is None:
         plan = Planner(spec, catalog, device).plan(StackShape(n, h, w, c), available_memory(device))
     if plan.mode == "tiled":
-        region = _fuse_tiles(spec, catalog, x, plan, progress, device, timings)
+        workers = spec.tiling.workers if spec.tiling.workers != "auto" else torch.get_num_threads()
+        region = _Region(*fuse_tiles(spec, catalog, x, plan, progress, device, timings, workers))
     else:
         region = _fuse_region(spec, catalog, x, None, progress, device, timings, observe)
     with timings.stage("chroma"):
@@ -331,83 +333,6 @@ def focus_maps(spec: PipelineSpec, catalog: Catalog, luma: Tensor, progress: Pro
         maps = _check_maps(fm(luma), n, (h, w), spec.focus_measure.name)
     progress(ProgressEvent("focus", 1, 1))
     return maps
-
-
-def feather(size: int, low_edge: bool, high_edge: bool, ramp: int, device: torch.device) -> Tensor:
-    """1-D blending weights of a tile side: a linear ramp over ``ramp`` pixels at each edge shared with a
-    neighbour (never exactly 0, so every pixel keeps some weight), 1 elsewhere."""
-    i = torch.arange(size, device=device, dtype=torch.float32)
-    wgt = torch.ones(size, device=device)
-    if ramp > 0:
-        if low_edge:
-            wgt = torch.minimum(wgt, (i + 0.5) / ramp)
-        if high_edge:
-            wgt = torch.minimum(wgt, (size - i - 0.5) / ramp)
-    return wgt
-
-
-def _fuse_tiles(spec: PipelineSpec, catalog: Catalog, x: Tensor, plan: "MemoryPlan", progress: ProgressCallback,
-                device: torch.device, timings: Timings) -> _Region:
-    """Fuse overlapping tiles one at a time and blend them with feathered seams (``tiling``; docs/performance.md).
-
-    The focus measure runs once on the whole stack when that fits (``plan.focus_measure_tiled`` false), so every
-    tile fuses with the same global decision; otherwise per tile. Each tile is an independent run with the same
-    seed. The blend happens in the output image; the maps are blended the same way at the inputs' resolution.
-    An interrupted tiled run keeps the finished tiles and fills the others with the two-step composite.
-    """
-    s = spec.scale
-    n, c, h, w = x.shape
-    grid = tile_grid(h, w, s, plan.tile, plan.overlap)
-    global_maps = None
-    if not plan.focus_measure_tiled:
-        with timings.stage("focus_measure"):
-            global_maps = focus_maps(spec, catalog, to_luma(x), progress)
-    canvas = torch.zeros(1, c, h * s, w * s)
-    weight = torch.zeros(1, 1, h * s, w * s)
-    maps_acc = torch.zeros(n, 1, h, w)
-    initial_acc = torch.zeros(n, 1, h, w)
-    lr_weight = torch.zeros(1, 1, h, w)
-    region = None
-    history: list[dict] = []
-    emb_history: list[dict] = []
-    stops: dict[str, dict] = {}
-    interrupted = stopped = None
-    done = 0
-    for k, (y0, y1, x0, x1) in enumerate(grid):
-        progress(ProgressEvent("tile", k, len(grid)))
-        if interrupted is None:
-            sub_maps = None if global_maps is None else global_maps[:, :, y0:y1, x0:x1]
-            region = _fuse_region(spec, catalog, x[:, :, y0:y1, x0:x1], sub_maps, progress, device, timings)
-            history += [{"tile": k, **r} for r in region.history]
-            emb_history += [{"tile": k, **r} for r in region.embedding_history]
-            stops = region.stops    # the last tile's decisions, with the tile count below
-            stopped = stopped or region.stopped
-            if region.interrupted:
-                interrupted = (f"{region.interrupted} in tile {k + 1} of {len(grid)}; tiles {k + 2}-{len(grid)} "
-                               "are the two-step composite" if k + 1 < len(grid) else region.interrupted)
-            done += 1
-        else:   # after an interruption: the two-step composite, so the image is complete and says what it is
-            composite_spec = spec.model_copy(update={"method": "composite"})
-            sub_maps = None if global_maps is None else global_maps[:, :, y0:y1, x0:x1]
-            region = _fuse_region(composite_spec, catalog, x[:, :, y0:y1, x0:x1], sub_maps, progress, device,
-                                  timings)
-        wy = feather(y1 - y0, y0 > 0, y1 < h, plan.overlap // s, device)
-        wx = feather(x1 - x0, x0 > 0, x1 < w, plan.overlap // s, device)
-        wy_hr = feather((y1 - y0) * s, y0 > 0, y1 < h, plan.overlap, device)
-        wx_hr = feather((x1 - x0) * s, x0 > 0, x1 < w, plan.overlap, device)
-        w_hr = (wy_hr[:, None] * wx_hr[None, :]).cpu()
-        w_lr = (wy[:, None] * wx[None, :]).cpu()
-        canvas[:, :, y0 * s:y1 * s, x0 * s:x1 * s] += region.rgb.cpu() * w_hr
-        weight[:, :, y0 * s:y1 * s, x0 * s:x1 * s] += w_hr
-        maps_acc[:, :, y0:y1, x0:x1] += region.maps.cpu() * w_lr
-        initial_acc[:, :, y0:y1, x0:x1] += region.initial.cpu() * w_lr
-        lr_weight[:, :, y0:y1, x0:x1] += w_lr
-        del region
-    progress(ProgressEvent("tile", len(grid), len(grid)))
-    stops = {**stops, "tiles": {"count": len(grid), "fused": done}}
-    # in place: the canvas is the biggest tensor of a tiled run
-    return _Region(canvas.div_(weight).clamp_(0, 1), maps_acc.div_(lr_weight), initial_acc.div_(lr_weight),
-                   history, emb_history, stops, stopped, interrupted)
 
 
 def _fuse_external(spec: PipelineSpec, catalog: Catalog, x: Tensor, timings: Timings,

@@ -29,8 +29,10 @@ def _cpu_times() -> tuple[float, float] | None:
     except OSError:
         return None
     values = [float(v) for v in fields]
-    idle = values[3] + (values[4] if len(values) > 4 else 0.0)   # idle + iowait
-    total = sum(values[:8])                                        # guest time is already counted in user
+    # user nice system idle iowait irq softirq steal (guest time is already counted in user): niced work yields
+    # to a run, so it does not count as busy
+    total = sum(values[:8])
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0) + values[1]
     return total - idle, total
 
 

@@ -133,6 +133,9 @@ class TilingSpec(_Strict):
     tile: int = Field(256, ge=16, le=8192, description="tile size in output pixels (square, before the overlap)")
     overlap: int = Field(32, ge=0, le=1024, description="output pixels shared by neighbouring tiles, blended with a "
                                                         "linear ramp")
+    workers: Union[Annotated[int, Field(ge=1, le=1024)], Literal["auto"]] = Field(
+        "auto", description="CPU: tiles fused at once, each in its own process of one thread (auto = the run's "
+                            "threads); tiles scale better across processes than one run over threads")
 
 
 class OutputSpec(_Strict):

@@ -222,3 +222,18 @@ def test_an_interrupted_study_says_so(tmp_path, monkeypatch):
     info = json.loads((tmp_path / "study" / "study.json").read_text())
     assert info["status"] == "interrupted" and info["n_ok"] == 1 and "finished" not in info
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_interrupted_tiled_run_keeps_finished_tiles_and_completes_the_rest(folder, workers):
+    proc = start(["run", str(folder / "in" / "spec.yaml"), *[x for s in SMALL for x in ("--set", s)],
+                  "--set", "tiling.tile=32", "--set", "tiling.overlap=16", "--set", f"tiling.workers={workers}",
+                  "--set", "threads=1", "--set", f"iterations={20000 if workers == 1 else 1500}"], folder)
+    # one worker: during the first tile's fusion; two: once the first tile is done
+    out, err = signal_when(proc, "fusion" if workers == 1 else "tiles                   1/", signal.SIGINT)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    m = json.loads((folder / "out" / "run" / "manifest.json").read_text())
+    assert m["status"] == "interrupted" and "two-step composite" in m["interrupted"]
+    assert leftovers(folder) == []

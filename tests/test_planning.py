@@ -126,3 +126,11 @@ def test_tiled_fusion_matches_the_whole_image_run(pair):
     # measured: 0.3 dB apart at this tiny size (64² output, 32² tiles); the 512² figure is in BENCHMARKS.md
     assert abs(psnr(pair.truth, tiled.fused) - psnr(pair.truth, whole.fused)) < 1.0
     assert {r["tile"] for r in tiled.outcome.loss_history} == {0, 1, 2, 3}
+
+
+def test_tiles_in_worker_processes_give_the_same_image(pair):
+    over = [*QUICK, "iterations=30", "refine.iterations=10", "tiling.tile=32", "tiling.overlap=16", "threads=1"]
+    one = fusionkit.run({"name": "t"}, [*over, "tiling.workers=1"], inputs=pair.inputs, write=False)
+    two = fusionkit.run({"name": "t"}, [*over, "tiling.workers=2"], inputs=pair.inputs, write=False)
+    assert two.manifest["stops"]["tiles"] == {"count": 4, "fused": 4}
+    np.testing.assert_array_equal(one.fused, two.fused)
