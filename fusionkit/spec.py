@@ -94,10 +94,8 @@ class DecisionEmbeddingSpec(_Strict):
     loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="decision"),
                                description="the embedding loss (kind loss), Eq. 20")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate of the embedding generator")
-    stop: StopSpec = Field(default_factory=lambda: StopSpec(rule="plateau", window=50, min_delta=0.0025,
-                                                            min_iterations=100),
-                           description="early stopping of the embedding loop: by default once fewer than 0.25 % of "
-                                       "the pixels change their decision in 50 iterations")
+    stop: StopSpec = Field(default_factory=StopSpec, description="early stopping of the embedding loop (its "
+                                                                 "plateau rule watches the binarised decision)")
 
 
 class LightFieldSpec(ComponentRef):
