@@ -31,7 +31,9 @@ def measure(size: int, iterations: int, device_name: str, overrides: list[str]) 
     device = resolve_device(device_name)
     st = make_stack(sample_image("astronaut", size), n=2, scale=2, seed=0)
     stack = stack_from_arrays(st.inputs)
-    spec = load_spec({"name": "speed"}, ["decision_embedding.enabled=false", f"device={device.type}", *overrides],
+    # one generator step: no refinement, no tiles (whole-image steps at the size asked for)
+    spec = load_spec({"name": "speed"}, ["decision_embedding.enabled=false", "refine.iterations=0", "tiling.mode=never",
+                                         f"device={device.type}", *overrides],
                      catalog=catalog, require_inputs=False).spec
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     fuse(spec.model_copy(update={"iterations": 2}), catalog, stack, device=device)   # warm-up

@@ -93,11 +93,30 @@ def _cgroup_free() -> int | None:
     return None
 
 
+def memory_cap() -> int | None:
+    """``FUSIONKIT_MEMORY_GIB``: plan as if at most this many GiB were available (a shared machine, or a test of
+    what a smaller one would do); None when unset."""
+    raw = os.environ.get("FUSIONKIT_MEMORY_GIB", "").strip()
+    if not raw:
+        return None
+    try:
+        gib = float(raw)
+    except ValueError:
+        gib = -1.0
+    if not gib > 0:
+        from .errors import RunError
+        raise RunError(f"FUSIONKIT_MEMORY_GIB={raw!r} is not a positive number of GiB", "unset it, or set e.g. 8")
+    return int(gib * 2**30)
+
+
 def available_memory(device: torch.device) -> int | None:
     """Bytes a run may still allocate on ``device``: CUDA's free memory; on the CPU the smaller of Linux's
-    MemAvailable and what the cgroup (container) limit leaves. None when unknown."""
+    MemAvailable and what the cgroup (container) limit leaves; never more than ``FUSIONKIT_MEMORY_GIB``. None when
+    unknown."""
+    cap = memory_cap()
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        free = int(torch.cuda.mem_get_info(device)[0])
+        return free if cap is None else min(free, cap)
     free = None
     try:
         with open("/proc/meminfo") as f:
@@ -107,7 +126,7 @@ def available_memory(device: torch.device) -> int | None:
                     break
     except OSError:
         pass
-    limit = _cgroup_free()
-    if limit is not None:
-        free = limit if free is None else min(free, limit)
+    for limit in (_cgroup_free(), cap):
+        if limit is not None:
+            free = limit if free is None else min(free, limit)
     return free

@@ -134,3 +134,13 @@ def test_tiles_in_worker_processes_give_the_same_image(pair):
     two = fusionkit.run({"name": "t"}, [*over, "tiling.workers=2"], inputs=pair.inputs, write=False)
     assert two.manifest["stops"]["tiles"] == {"count": 4, "fused": 4}
     np.testing.assert_array_equal(one.fused, two.fused)
+
+
+def test_memory_cap_from_the_environment(monkeypatch):
+    from fusionkit.resources import available_memory
+
+    monkeypatch.setenv("FUSIONKIT_MEMORY_GIB", "0.5")
+    assert available_memory(torch.device("cpu")) <= 2**29
+    monkeypatch.setenv("FUSIONKIT_MEMORY_GIB", "lots")
+    with pytest.raises(RunError, match="FUSIONKIT_MEMORY_GIB"):
+        available_memory(torch.device("cpu"))
