@@ -171,7 +171,8 @@ def _status(cls) -> str:
 
 @plugins.command("list")
 @click.option("--kind", type=str, default=None,
-              help="Only this kind (focus_measure, generator, resampler, loss, metric, fuser, light_field).")
+              help="Only this kind (focus_measure, generator, resampler, loss, metric, fuser, light_field, "
+                   "model, training_loss).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly
 def plugins_list(kind: str | None, as_json: bool) -> None:

@@ -208,6 +208,77 @@ class LightFieldSource(Component):
     def __call__(self, folder: "str | os.PathLike") -> FocalStack: ...
 
 
+@dataclass
+class TrainingBatch:
+    """One training step's data, as a trainable model and its losses see it.
+
+    ``sources``: ``[B, K, 1, h, w]`` luma crops in [0, 1] (K >= 2 inputs of one scene each); ``truth``: the
+    all-in-focus ``[B, 1, h, w]`` where the data has one (synthetic stacks), else None; ``generator``: a seeded CPU
+    ``torch.Generator`` for the model's random training operations (e.g. blind-spot masks), so a step is
+    reproducible from the seed and the step number alone.
+    """
+
+    sources: Tensor
+    truth: Tensor | None
+    generator: Any
+
+
+class TrainableModel(Component, nn.Module):
+    """A network trained by ``fusionkit train``; its ``Params`` describe the architecture.
+
+    - ``training_outputs(batch) -> {name: tensor}``: the forward pass of one training step; the names are those in
+      ``provides``, which the training losses' ``needs`` are checked against when a training spec is validated;
+    - ``fuse(sources[B,K,1,H,W]) -> (fused[B,1,H,W], maps[B,K,1,H,W])``: inference on luma stacks of any K >= 2
+      (validation scores it): the fused luma and the per-input weight maps (>= 0, summing to 1) it composes;
+    - ``TrainingParams``: options of the training procedure only (not the architecture: they are not stored with
+      the weights).
+
+    The weights are data: ``fusionkit.weights`` saves them with the model's name and ``Params`` and refuses to load
+    them into a different architecture. A trained model serves a pipeline through components of the existing kinds
+    (a ``fuser``, a ``focus_measure``; see ``fusionkit.trained``).
+    """
+
+    kind = "model"
+    provides: ClassVar[tuple[str, ...]] = ()
+    TrainingParams: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params | dict | None = None, training: Params | dict | None = None,
+                 **overrides: Any):
+        nn.Module.__init__(self)
+        self._init_params(params, overrides)
+        if training is None or isinstance(training, dict):
+            training = self.TrainingParams(**(training or {}))
+        self.training_params = training
+
+    @abstractmethod
+    def training_outputs(self, batch: TrainingBatch) -> dict[str, Tensor]: ...
+
+    def forward(self, batch: TrainingBatch) -> dict[str, Tensor]:
+        """``training_outputs``: what DistributedDataParallel calls (its gradient hooks need the forward)."""
+        return self.training_outputs(batch)
+
+    @abstractmethod
+    def fuse(self, sources: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+class TrainingLoss(Component):
+    """One term of a training objective: ``__call__(outputs, batch) -> scalar tensor``.
+
+    ``outputs`` is what the model's ``training_outputs`` returned; ``needs`` names the outputs this loss reads
+    (a training spec pairing it with a model that does not provide them is refused before anything runs).
+    A loss is normalised per pixel and per sample, so its weight does not depend on the crop or batch size.
+    """
+
+    kind = "training_loss"
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Params | dict | None = None, **overrides: Any):
+        self._init_params(params, overrides)
+
+    @abstractmethod
+    def __call__(self, outputs: dict[str, Tensor], batch: TrainingBatch) -> Tensor: ...
+
+
 class UnsupportedInput(FusionkitError):
     """A component was given inputs it cannot handle (e.g. N > 2 for a pairwise-only measure)."""
 
@@ -221,5 +292,7 @@ KINDS: dict[str, type[Component]] = {
     "metric": Metric,
     "fuser": Fuser,
     "light_field": LightFieldSource,
+    "model": TrainableModel,
+    "training_loss": TrainingLoss,
 }
 

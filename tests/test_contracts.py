@@ -264,6 +264,42 @@ def test_light_field_source_reports_a_bad_folder_clearly(info, tmp_path):
         assert exc.value.hint, f"{info.name}: the error for {folder} names no fix"
 
 
+# ------------------------------------------------------------------------------------- models and their losses
+
+
+def model_outputs(info, k: int = 2):
+    from fusionkit.interfaces import TrainingBatch
+
+    torch.manual_seed(0)
+    model = info.cls()
+    sources = torch.stack([luma_stack(k, size=20)[:, :, :20, :20] for _ in range(2)])   # [2, K, 1, 20, 20]
+    batch = TrainingBatch(sources, None, torch.Generator().manual_seed(0))
+    return model, model.training_outputs(batch), batch
+
+
+@pytest.mark.parametrize("info", each("model"))
+def test_model_provides_what_it_declares_and_fuses_any_k(info):
+    model, outputs, batch = model_outputs(info)
+    assert isinstance(model, torch.nn.Module) and isinstance(model.training_params, info.cls.TrainingParams)
+    assert set(info.cls.provides) <= set(outputs), f"{info.name} does not return all it provides"
+    for k in (2, 3):
+        with torch.no_grad():
+            fused, maps = model.fuse(luma_stack(k, size=20).unsqueeze(0))
+        assert fused.shape == (1, 1, 20, 20) and maps.shape == (1, k, 1, 20, 20)
+        assert torch.allclose(maps.sum(dim=1), torch.ones(1, 1, 20, 20), atol=1e-5) and (maps >= 0).all()
+
+
+@pytest.mark.parametrize("info", each("training_loss"))
+def test_training_loss_is_a_finite_differentiable_scalar(info):
+    feeding = [m for m in CATALOG.all("model") if set(info.cls.needs) <= set(m.cls.provides)]
+    assert feeding, f"no installed model provides what {info.name} needs ({info.cls.needs})"
+    model, outputs, batch = model_outputs(feeding[0])
+    value = info.cls()(outputs, batch)
+    assert isinstance(value, torch.Tensor) and value.dim() == 0 and torch.isfinite(value)
+    value.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
 # ---------------------------------------------------------------------------------------------------- guards
 
 
