@@ -462,6 +462,119 @@ def ablate(ablation: str, overrides: tuple[str, ...], dry_run: bool, executor: s
     if result.failed:
         sys.exit(1)
 
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a training-spec value, e.g. --set steps=500 --set optimizer.lr=1e-4")
+@click.option("--dry-run", is_flag=True, help="Validate, read the data and print the plan; train nothing.")
+@click.option("--resume", "resume", default=None, metavar="DIR", type=click.Path(file_okay=False),
+              help="Continue the training in DIR from its newest checkpoint (same spec and --set values).")
+@friendly
+def train(spec: str, overrides: tuple[str, ...], dry_run: bool, resume: str | None) -> None:
+    """Train a learned component from a training spec (YAML); see docs/training.md. Runs under torchrun too."""
+    from .registry import default_catalog
+    from .training import load_train_spec
+    from .training import train as run_training
+    from .training.distributed import from_environment
+
+    catalog = default_catalog()
+    resolved = load_train_spec(spec, overrides, catalog=catalog)
+    main = from_environment().is_main
+    if dry_run:
+        _train_plan(resolved, catalog, resume)
+        return
+    if not main:  # the other torchrun processes train silently; rank 0 reports
+        run_training(resolved, catalog=catalog, resume=resume)
+        return
+    with _TrainProgress() as progress:
+        result = run_training(resolved, catalog=catalog, resume=resume, progress=progress)
+    m = result.manifest
+    if result.status == "interrupted":
+        err.print(f"interrupted at step {result.step} of {result.steps}; a checkpoint was written.\n"
+                  f"Resume with: fusionkit train {spec} --resume {result.run_dir}"
+                  + "".join(f" --set {o}" for o in overrides))
+        sys.exit(130)
+    out.print(f"[green]done[/green]: {result.step} steps, {m['progress']['crops_seen']} crops in "
+              f"{m['wall_seconds']:.0f} s ({m['throughput']['crops_per_s_overall']} crops/s) on "
+              f"{m['environment']['device']['device']}")
+    out.print(f"weights:  [bold]{result.weights}[/bold]")
+    out.print(f"folder:   {result.run_dir}  (manifest.json, spec.resolved.yaml, curves/, validation/, checkpoints/)")
+    if m["final"]["validation"]:
+        scores = {k: v for k, v in m["final"]["validation"].items() if k not in ("step", "seconds_validation")}
+        out.print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+
+
+def _train_plan(resolved, catalog, resume: str | None) -> None:
+    """``fusionkit train --dry-run``: the resolved spec, the data split, the budget and the model's size."""
+    from .training.data import load_data, resolve_steps
+    from .training.distributed import from_environment
+
+    world = from_environment()
+    data = load_data(resolved.spec, world.rank, world.size)
+    steps = resolve_steps(resolved.spec, data)
+    spec = resolved.spec.model_copy(update={"steps": steps, "epochs": None}) if resolved.spec.steps is None \
+        else resolved.spec
+    out.print(type(resolved)(spec, resolved.source, resolved.base_dir, resolved.overrides).to_yaml(), markup=False,
+              highlight=False)
+    table = Table(title="data")
+    for col in ("source", "kind", "train items", "validation items", "excluded"):
+        table.add_column(col)
+    for s in data.summary():
+        table.add_row(Text(s["path"]), s["kind"], str(s["train_items"]), str(s["validation_items"]),
+                      str(len(s["excluded_ids"])))
+    out.print(table)
+    info = catalog.get("model", spec.model.name)
+    model = info.cls(params=info.cls.Params(**spec.model.params), training=info.cls.TrainingParams(**spec.model.training))
+    n = sum(p.numel() for p in model.parameters())
+    crops = steps * spec.batch
+    out.print(f"model {spec.model.name}: {n:,} parameters; budget: {steps} steps x {spec.batch} crops of "
+              f"{spec.data.crop}^2 = {crops:,} crops ({crops / max(1, data.n_train_items):.1f} epochs of "
+              f"{data.n_train_items} training items); {world.size} process(es)")
+    if resume:
+        from .training import checkpoint as _ckpt
+        from .training.loop import resume_problems
+
+        ckpt = _ckpt.load_latest(Path(resume))
+        problems = resume_problems(ckpt.get("spec", {}), resolved.to_dict() if resolved.spec.steps is not None else
+                                   spec.model_dump(mode="json"))
+        out.print(Text(f"would resume {resume} at step {ckpt['step']}" if not problems else
+                       f"--resume {resume} would be refused: " + "; ".join(problems)))
+    out.print("[green]training spec is valid[/green] (dry run: nothing was trained)")
+
+
+class _TrainProgress:
+    """Renders training events: a bar with step, loss, crops/s, learning rate and ETA; validation lines above it."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(TextColumn("[bold]training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                 TextColumn("[cyan]{task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
+                                 TextColumn("{task.fields[lr]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), console=err)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def __call__(self, e) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("training", total=max(e.total, 1), completed=e.step, loss="",
+                                               rate="", lr="")
+            if e.message:
+                self.progress.console.print(f"training folder: {e.message}")
+        if e.kind == "step":
+            self.progress.update(self.task, completed=e.step, loss=f"loss {e.loss:.4g}",
+                                 rate=f"{e.crops_per_s:.1f} crops/s", lr=f"lr {e.lr:.2g}")
+        elif e.kind == "validation":
+            scores = ", ".join(f"{k} {v:.4g}" for k, v in e.scores.items() if not k.startswith("seconds"))
+            self.progress.console.print(Text(f"step {e.step}: validation {scores}"))
+        elif e.kind == "stopping":
+            self.progress.console.print(Text(f"step {e.step}: {e.message}"))
+
+
 def _num(v: float) -> str:
     """Four significant-ish digits with a fixed number of decimals per magnitude (tables stay aligned)."""
     a = abs(v)
