@@ -300,17 +300,31 @@ def demo(out_dir: str, iterations: int | None, size: int, scale: int, overrides:
 @click.option("--out", "out_dir", default=None,
               help="Results folder (default: runs/eval-DATASET-PROTOCOL). Rerun with the same folder to resume.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this machine; dask: a dask.distributed cluster (as fusionkit ablate).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="local: worker processes (1 = sequential); dask without --scheduler: local cluster workers.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask).")
+@click.option("--threads", type=int, default=None, help="Torch threads per item (default: cores // workers).")
 @friendly
 def eval_(spec: str, dataset: str, protocol: str, scale: int | None, downsampler: str, metrics: str | None,
-          out_dir: str | None, overrides: tuple[str, ...]) -> None:
+          out_dir: str | None, overrides: tuple[str, ...], executor: str, workers: int, scheduler: str | None,
+          threads: int | None) -> None:
     """Run SPEC on every item of the DATASET folder and score it (NN_A/NN_B[/NN_GT] or NN_1..NN_k[/NN_GT])."""
     from .evaluation import evaluate
 
+    for flag, value in (("--workers", workers), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise click.UsageError(f"{flag} must be 1 or more, got {value}")
+    if scheduler:
+        executor = "dask"
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     target = Path(out_dir) if out_dir else Path("runs") / f"eval-{Path(dataset).resolve().name}-{protocol}"
     with RichProgress() as progress:
         result = evaluate(spec, dataset, target, protocol=protocol, metrics=names, scale=scale,
-                          downsampler=downsampler, overrides=overrides, progress=progress)
+                          downsampler=downsampler, overrides=overrides, progress=progress, executor=executor,
+                          workers=workers, scheduler=scheduler, threads=threads)
     table = Table(title=f"{protocol} x{result.scale}: "
                         f"{result.summary['ok']}/{result.summary['items']} items scored")
     for col in ("metric", "mean", "std", "n", "better"):
