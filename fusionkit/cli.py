@@ -241,12 +241,18 @@ def plugins_show(name: str) -> None:
 
 
 @cli.command()
+@click.option("--kind", type=click.Choice(["run", "ablate", "train"]), default="run", show_default=True,
+              help="Which spec: a pipeline (run, eval), an ablation study, or a training spec.")
 @friendly
-def schema() -> None:
-    """Print the JSON Schema of a pipeline spec (for editors)."""
-    from .validation import spec_json_schema
-
-    click.echo(json.dumps(spec_json_schema(), indent=2))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a spec (for editors)."""
+    if kind == "train":
+        from .training import train_json_schema as make
+    elif kind == "ablate":
+        from .ablation.spec import ablation_json_schema as make
+    else:
+        from .validation import spec_json_schema as make
+    click.echo(json.dumps(make(), indent=2))
 
 
 @cli.command()
