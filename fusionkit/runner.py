@@ -20,7 +20,9 @@ from . import __version__
 from .engine import FusionOutcome, ProgressCallback, ProgressEvent, fuse, resolve_device
 from .errors import RunError
 from .io import Stack, new_run_dir, write_bytes, read_stack, stack_from_arrays, write_image, write_json, write_text
+from .planning import MemoryPlan, Planner, read_headers
 from .provenance import environment, utc_now
+from .resources import available_memory
 from .registry import Catalog, default_catalog
 from .validation import ResolvedSpec, load_spec
 
@@ -51,6 +53,8 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
     resolved = spec if isinstance(spec, ResolvedSpec) else load_spec(
         spec, overrides, catalog=catalog, require_inputs=inputs is None)
     started = utc_now()
+    device = resolve_device(resolved.spec.device)
+    plan = _plan_from_headers(resolved, catalog, device) if inputs is None else None
     t0 = time.perf_counter()
     focal = None
     if inputs is not None:
@@ -61,8 +65,7 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
         stack = read_stack(resolved.spec.inputs)
     t_read = time.perf_counter() - t0
     _check_size(resolved, stack)
-    device = resolve_device(resolved.spec.device)
-    outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device)
+    outcome = fuse(resolved.spec, catalog, stack, progress=progress, device=device, plan=plan)
     outcome.timings = {("refocus" if focal is not None else "read_inputs"): round(t_read, 4), **outcome.timings}
     outcome.timings["total"] = round(outcome.timings["total"] + t_read, 4)
     manifest = _manifest(resolved, stack, outcome, catalog, device, started)
@@ -88,6 +91,18 @@ def run(spec: str | os.PathLike | dict | ResolvedSpec, overrides: Sequence[str] 
         raise RunError(f"the fusion stopped early: {outcome.stopped_early}{where}",
                        "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or reduce the loss weights")
     return result
+
+
+def _plan_from_headers(resolved: ResolvedSpec, catalog: Catalog, device) -> MemoryPlan | None:
+    """The memory plan made from the input files' headers, before any pixel is decoded (None when the headers
+    cannot tell: the engine then plans after decoding). Refuses a run that cannot fit, with the numbers."""
+    spec = resolved.spec
+    if spec.light_field is not None or spec.method == "fuser":
+        return None
+    shape = read_headers(spec.inputs)
+    if shape is None:
+        return None
+    return Planner(spec, catalog, device).plan(shape, available_memory(device))
 
 
 def _slice_name(i: int, d: float) -> str:
@@ -145,12 +160,15 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
     last = outcome.loss_history[-1] if outcome.loss_history else None
     return {
         "fusionkit": __version__,
-        "status": "stopped_early" if outcome.stopped_early else "ok",
+        "status": "stopped_early" if outcome.stopped_early else "interrupted" if outcome.interrupted else "ok",
         "stopped_early": outcome.stopped_early,
+        "interrupted": outcome.interrupted,
+        "stops": outcome.stops,
         "started": started,
         "finished": utc_now(),
         "spec_file": resolved.source,
         "overrides": list(resolved.overrides),
+        "preset": {"name": spec.preset, "filled": resolved.preset_values} if spec.preset else None,
         "spec": resolved.to_dict(),
         "seed": spec.seed,
         "decision_embedding_applied": spec.method != "fuser" and spec.decision_embedding.applies_to(n),
@@ -159,6 +177,8 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
         "components": components,
         "environment": environment(device),
         "timings": dict(outcome.timings),
+        "threads": outcome.threads,
+        "memory": outcome.memory,
         "final_loss": last,
         "outputs": {},
     }

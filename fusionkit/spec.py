@@ -6,7 +6,7 @@ in the registry and its ``params`` validated against that component's own ``Para
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,8 +32,9 @@ class GeneratorSpec(ComponentRef):
     """The generator G(z) optimised per stack, and its fixed input z."""
 
     name: str = Field("skipnet", description="registered generator name, see `fusionkit plugins list --kind generator`")
-    input: Literal["mean_upsampled", "noise"] = Field(
-        "mean_upsampled", description="fixed input z: mean of the upsampled inputs, or uniform noise")
+    input: Literal["mean_upsampled", "composite_upsampled", "noise"] = Field(
+        "mean_upsampled", description="fixed input z: mean of the upsampled inputs (released code), the upsampled "
+                                      "two-step composite sum_i m_i x_i, or uniform noise")
     noise_channels: int = Field(32, ge=1, le=256, description="channels of z when input is noise")
     noise_scale: float = Field(0.1, gt=0.0, description="z = noise_scale * U(0, 1) when input is noise")
     input_jitter: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to z every iteration (DIP's reg_noise_std)")
@@ -41,8 +42,31 @@ class GeneratorSpec(ComponentRef):
 
 
 class OptimizerSpec(_Strict):
+    """The optimiser and its learning-rate schedule (the same schedule shape serves the decision embedding)."""
+
     name: Literal["adam"] = Field("adam", description="the optimiser")
-    lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate")
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate (the peak rate when a schedule is used)")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant: lr throughout; cosine: half a cosine from lr down to final_lr * lr at "
+                                "the last iteration")
+    warmup: float = Field(0.0, ge=0.0, le=0.5, description="fraction of the iterations over which the rate ramps "
+                                                           "up linearly from 0 to lr")
+    final_lr: float = Field(0.0, ge=0.0, le=1.0, description="cosine schedule: the final rate as a fraction of lr")
+
+
+class StopSpec(_Strict):
+    """When a loop may stop before its iteration budget, without a ground truth: a plateau of its own loss and/or a
+    wall-clock limit. The manifest records the iteration and the reason each loop stopped."""
+
+    rule: Literal["none", "plateau"] = Field(
+        "none", description="none: run every iteration; plateau: stop once the mean loss over the last `window` "
+                            "iterations improves on the window before by less than min_delta (relative)")
+    window: int = Field(50, ge=1, le=100_000, description="plateau: iterations per window")
+    min_delta: float = Field(0.002, ge=0.0, le=1.0, description="plateau: relative improvement between two "
+                                                                "consecutive windows below which the loop stops")
+    min_iterations: int = Field(0, ge=0, le=1_000_000, description="plateau: never stop before this iteration")
+    max_seconds: Optional[float] = Field(None, gt=0.0, description="stop this loop after this many seconds of wall "
+                                                                   "time (null: no limit)")
 
 
 class DecisionEmbeddingSpec(_Strict):
@@ -56,7 +80,9 @@ class DecisionEmbeddingSpec(_Strict):
     def applies_to(self, n: int) -> bool:
         """Whether the embedding runs for a stack of ``n`` inputs."""
         return self.enabled is True or (self.enabled == "auto" and n == 2)
-    iterations: int = Field(500, ge=1, le=100_000, description="optimisation steps of the embedding generator")
+    iterations: Union[Annotated[int, Field(ge=1, le=100_000)], Literal["auto"]] = Field(
+        "auto", description="optimisation steps of the embedding generator; auto = half the fusion `iterations` "
+                            "(the paper's 500 for 1000), so one knob scales the whole run")
     generator: ComponentRef = Field(default_factory=lambda: ComponentRef(
         name="skipnet", params={"channels": [8, 16, 32, 64, 128], "skip": [0, 0, 0, 4, 4], "kernel": 5}),
         description="the embedding generator (kind generator) and its params")
@@ -64,6 +90,7 @@ class DecisionEmbeddingSpec(_Strict):
     loss: ComponentRef = Field(default_factory=lambda: ComponentRef(name="decision"),
                                description="the embedding loss (kind loss), Eq. 20")
     lr: float = Field(1e-3, gt=0.0, le=1.0, description="learning rate of the embedding generator")
+    stop: StopSpec = Field(default_factory=StopSpec, description="early stopping of the embedding loop")
 
 
 class LightFieldSpec(ComponentRef):
@@ -73,6 +100,18 @@ class LightFieldSpec(ComponentRef):
     name: str = Field("view_grid", description="registered light-field source, see `fusionkit plugins list "
                                                "--kind light_field`")
     path: str = Field(description="folder of the sub-aperture views, relative to the spec file")
+
+
+class TilingSpec(_Strict):
+    """Fusing a big output in overlapping tiles, each optimised on its own and blended with feathered seams, so the
+    memory a run needs is bounded by the tile size instead of the image size (docs/performance.md)."""
+
+    mode: Literal["auto", "never", "always"] = Field(
+        "auto", description="auto: tile only when the whole-image run would not fit in the available memory; never: "
+                            "a run that does not fit is refused before any work; always: tile every run")
+    tile: int = Field(512, ge=16, le=8192, description="tile size in output pixels (square, before the overlap)")
+    overlap: int = Field(32, ge=0, le=1024, description="output pixels shared by neighbouring tiles, blended with a "
+                                                        "linear ramp")
 
 
 class OutputSpec(_Strict):
@@ -86,6 +125,9 @@ class OutputSpec(_Strict):
 class PipelineSpec(_Strict):
     """A complete fusion pipeline. See docs/spec.md for every field."""
 
+    preset: Optional[Literal["fast", "default", "paper"]] = Field(
+        None, description="a named schedule expanded into concrete values before validation (values written in "
+                          "the spec or with --set win): fast, default or paper; see docs/performance.md")
     name: str = Field("fusion", pattern=r"^[A-Za-z0-9_.\-]+$", description="run name; fills `{name}` in `output.dir`")
     inputs: list[str] = Field(default_factory=list, description="image paths (2 or more), relative to the spec file")
     light_field: LightFieldSpec | None = Field(
@@ -120,6 +162,23 @@ class PipelineSpec(_Strict):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="optimiser of the fusion generator")
     iterations: int = Field(1000, ge=0, le=1_000_000,
                             description="optimisation steps of the fusion generator (method dfp)")
+    stop: StopSpec = Field(default_factory=StopSpec, description="early stopping of the fusion loop")
+    refine_iterations: int = Field(
+        0, ge=0, le=100_000, description="after the generator loop: steps of the same loss on the output's pixels "
+                                         "directly (no network), which close the remaining low-resolution misfit "
+                                         "at a fraction of a generator step's cost")
+    refine_lr: float = Field(1e-3, gt=0.0, le=1.0, description="Adam rate of the pixel refinement")
+    output_average: float = Field(
+        0.0, ge=0.0, lt=1.0, description="decay of an exponential moving average of the generator's output, which "
+                                         "is what the run returns (0 = the last iterate)")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "fp32", description="arithmetic of the generators' forward and backward passes: bf16 where the device runs "
+                            "it natively (CUDA, CPUs with AVX512-BF16/AMX), auto = bf16 there and fp32 elsewhere; "
+                            "losses, maps and the averaged output stay fp32")
+    threads: Union[Annotated[int, Field(ge=1, le=1024)], Literal["auto"]] = Field(
+        "auto", description="CPU threads for this run; auto = the cores not already busy (from the load average), "
+                            "at least 1")
+    tiling: TilingSpec = Field(default_factory=TilingSpec, description="fusion in overlapping tiles for big outputs")
     seed: int = Field(0, ge=0, description="random seed (network initialisation, noise inputs)")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU")
     deterministic: bool = Field(True, description="torch.use_deterministic_algorithms (slower on GPU)")

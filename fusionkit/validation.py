@@ -26,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import SpecError
+from .presets import PRESET_NAMES, embedding_iterations, expand_preset
 from .spec import PipelineSpec
 from .specfile import MISSING as _MISSING
 from .specfile import Loc, json_schema
@@ -65,6 +66,7 @@ class ResolvedSpec:
     source: str | None          # absolute path of the spec file; None for a dict
     base_dir: Path              # folder relative input paths were resolved against
     overrides: list[str] = field(default_factory=list)
+    preset_values: dict[str, Any] = field(default_factory=dict)   # what `preset` filled in, by dotted key
 
     def to_dict(self) -> dict:
         """The resolved spec as plain JSON-able data (what the manifest records)."""
@@ -75,6 +77,9 @@ class ResolvedSpec:
         head = [f"# resolved by fusionkit from {self.source or 'a Python dict'}"]
         if self.overrides:
             head.append("# overrides: " + " ".join(f"--set {o}" for o in self.overrides))
+        if self.spec.preset:
+            filled = ", ".join(self.preset_values) or "nothing (the spec gives every value it sets)"
+            head.append(f"# preset {self.spec.preset} filled in: {filled}")
         body = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, allow_unicode=True,
                               width=110)
         return "\n".join(head) + "\n" + body
@@ -113,6 +118,8 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
 
     ctx.original = copy.deepcopy(data)
     _apply_overrides(data, list(overrides), ctx)
+    preset_values = (expand_preset(data, data["preset"])
+                     if isinstance(data, dict) and data.get("preset") in PRESET_NAMES else {})
 
     if catalog is None:
         from .registry import default_catalog
@@ -140,8 +147,12 @@ def load_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str] = ()
         view["inputs"] = [_resolve_input(p, i, base_dir, ctx) for i, p in enumerate(view["inputs"])]
     if isinstance(view.get("light_field"), dict):
         view["light_field"]["path"] = _resolve_path(view["light_field"]["path"], ("light_field", "path"), base_dir, ctx)
+    emb = view.get("decision_embedding")
+    if isinstance(emb, dict) and emb.get("iterations") == "auto":  # a concrete budget in what is recorded
+        emb["iterations"] = embedding_iterations(view["iterations"], "auto")
     spec = PipelineSpec.model_validate(view)
-    return ResolvedSpec(spec=spec, source=abs_source, base_dir=base_dir, overrides=list(overrides))
+    return ResolvedSpec(spec=spec, source=abs_source, base_dir=base_dir, overrides=list(overrides),
+                        preset_values=preset_values)
 
 
 

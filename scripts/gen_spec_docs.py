@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from fusionkit.fielddoc import rows
 from fusionkit.spec import (ComponentRef, DecisionEmbeddingSpec, GeneratorSpec, LightFieldSpec, LossTerm,
-                            OptimizerSpec, OutputSpec, PipelineSpec)
+                            OptimizerSpec, OutputSpec, PipelineSpec, StopSpec, TilingSpec)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
 BEGIN = "<!-- BEGIN GENERATED FIELDS (scripts/gen_spec_docs.py) -->"
@@ -30,6 +30,8 @@ MODELS: list[tuple[type[BaseModel], str]] = [
     (LightFieldSpec, "`light_field`"),
     (DecisionEmbeddingSpec, "`decision_embedding`"),
     (OptimizerSpec, "`optimizer`"),
+    (StopSpec, "`stop`, `decision_embedding.stop`"),
+    (TilingSpec, "`tiling`"),
     (OutputSpec, "`output`"),
 ]
 

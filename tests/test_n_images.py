@@ -242,7 +242,13 @@ def test_engine_chunked_sums_match(monkeypatch):
 
 def test_a_stack_too_big_for_memory_fails_early_with_a_fix(monkeypatch, tmp_path):
     st = make_stack(sample_image("astronaut", 32), n=3, scale=1, seed=0)
-    monkeypatch.setattr(engine, "available_memory", lambda device: engine.stack_memory(2, 3, 32, 32))
+    from fusionkit.planning import USABLE_SHARE, Planner, StackShape
+    from fusionkit.validation import load_spec
+
+    spec = load_spec({"name": "t", "scale": 1, "method": "composite", "decision_embedding": {"enabled": False}},
+                     require_inputs=False).spec
+    two = Planner(spec, None, torch.device("cpu")).whole(StackShape(2, 32, 32, 3))[0]
+    monkeypatch.setattr(engine, "available_memory", lambda device: int(two / USABLE_SHARE) + 1)
     with pytest.raises(RunError) as e:
         fusionkit.run({"name": "t", "scale": 1, "method": "composite", "decision_embedding": {"enabled": False}},
                       ["device=cpu"], inputs=st.inputs, write=False)

@@ -376,7 +376,7 @@ def test_unknown_top_level_and_nested_keys(catalog):
     assert f"{f}:2  iteration: unknown key 'iteration'\n  Fix: did you mean 'iterations'? Valid keys here:" in text
     assert f"{f}:5  optimizer.learning_rate: unknown key 'learning_rate'\n  Fix: did you mean 'lr'?" not in text
     assert f"{f}:5  optimizer.learning_rate: unknown key 'learning_rate'" in text
-    assert "Valid keys here: name, lr." in text
+    assert "Valid keys here: name, lr, schedule, warmup, final_lr." in text
 
 
 def test_out_of_range_values(catalog):
