@@ -292,6 +292,8 @@ def test_resume_refuses_another_spec_and_allows_a_longer_constant_run(tmp_path, 
         train(spec_dict(folders, steps=3, optimizer={"lr": 2e-3}), resume=first.run_dir, handle_signals=False)
     longer = train(spec_dict(folders, steps=5), resume=first.run_dir, handle_signals=False)
     assert longer.step == 5 and longer.status == "finished"
+    with pytest.raises(InputError, match="checkpoint at step 5, beyond the 4 steps"):
+        train(spec_dict(folders, steps=4), resume=first.run_dir, handle_signals=False)
     assert resume_problems({"steps": 5, "schedule": {"name": "cosine"}}, {"steps": 9, "schedule": {"name": "cosine"}})
     with pytest.raises(InputError, match="holds no checkpoint"):
         train(spec_dict(folders), resume=tmp_path, handle_signals=False)
@@ -346,3 +348,15 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_training_spec_reference_is_up_to_date():
+    import importlib.util
+
+    script = ROOT / "scripts" / "gen_spec_docs.py"
+    spec = importlib.util.spec_from_file_location("gen_spec_docs", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    doc = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    assert mod.update(doc, mod.training_models()) == doc, \
+        "docs/training.md is stale: run `.venv/bin/python scripts/gen_spec_docs.py`"

@@ -41,7 +41,7 @@ from . import distributed as _dist
 from .data import TrainingData, ValidationItem, batch_for_step, load_data, resolve_steps, validation_set
 from .spec import ResolvedTrainSpec, TrainSpec, load_train_spec
 
-#: fields a resumed run may change (they do not change the numbers); `steps` may grow under a constant schedule
+#: fields a resumed run may change (they do not change the numbers); `steps` too under a constant schedule
 RESUME_FREE = ("output", "checkpoint", "validation.every")
 
 
@@ -207,6 +207,9 @@ class _Trainer:
             raise InputError(f"{self.run_dir} was trained with a different spec: " + "; ".join(problems),
                              f"resume with the same spec and --set values (they are in {self.run_dir}/"
                              "spec.resolved.yaml), or start a new training without --resume")
+        if int(ckpt["step"]) > self.steps:
+            raise InputError(f"{self.run_dir} has a checkpoint at step {ckpt['step']}, beyond the {self.steps} steps "
+                             "asked for", f"resume with --set steps={ckpt['step']} or more")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step = int(ckpt["step"])
@@ -285,6 +288,9 @@ class _Trainer:
                 self.report(TrainEvent("stopping", step, self.steps, message="stopped by a signal; a checkpoint "
                                        "was written"))
                 break
+        if status == "finished" and world.is_main and self.validation and \
+                (not self.val_rows or self.val_rows[-1]["step"] != self.step):
+            self._validate(self.step)          # a resumed run that had nothing left to do
         if status == "finished" and last_ckpt != self.step:
             self._checkpoint(t0, "running")
         wall = self.wall_before + time.perf_counter() - t0
@@ -485,15 +491,16 @@ def learning_rate(spec: TrainSpec, step: int, steps: int) -> float:
 
 def resume_problems(old: dict, new: dict) -> list[str]:
     """Why a run with spec ``old`` cannot be continued as ``new`` (empty: it can). Free to change: where results go,
-    the checkpoint cadence, ``validation.every``; ``steps`` may grow when the schedule is constant."""
+    the checkpoint cadence, ``validation.every``; ``steps`` when the schedule is constant (a run with the new budget
+    from the start would have made the same steps up to the checkpoint)."""
     diffs = _diff(old, new)
     out = []
     for key, a, b in diffs:
         if any(key == f or key.startswith(f + ".") for f in RESUME_FREE):
             continue
-        if key == "steps" and isinstance(a, int) and isinstance(b, int) and b >= a \
+        if key == "steps" and isinstance(a, int) and isinstance(b, int) \
                 and (new.get("schedule") or {}).get("name") == "constant":
-            continue
+            continue  # the schedule does not depend on the budget (the checkpoint's step is checked on restore)
         out.append(f"{key} {a!r} -> {b!r}")
     return out
 
