@@ -17,7 +17,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from .display import StudyProgress, data, err, message, out, run_progress, width, wrap
+from .display import StudyProgress, TrainProgress, data, err, message, out, run_progress, width, wrap
 from .errors import FusionkitError, RunInterrupted
 
 
@@ -225,8 +225,9 @@ def plugins(ctx: click.Context) -> None:
 
 def _unavailable(info) -> str | None:
     """Why a component that depends on something outside Python (a fuser's program) cannot run here, or None.
-    Only fusers have such a check; asking only them keeps `plugins list` from importing every component."""
-    return info.cls.unavailable() if info.kind == "fuser" else None
+    Only fusers have such a check, and only those with one of their own are asked: `plugins list` imports no
+    other component."""
+    return info.cls.unavailable() if info.kind == "fuser" and info.checks_availability else None
 
 
 def _status(info) -> str:
@@ -236,7 +237,8 @@ def _status(info) -> str:
 
 @plugins.command("list")
 @click.option("--kind", type=str, default=None,
-              help="Only this kind (focus_measure, generator, resampler, loss, metric, fuser, light_field).")
+              help="Only this kind (focus_measure, generator, resampler, loss, metric, fuser, light_field, "
+                   "model, training_loss).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--wide", "-w", is_flag=True, help="On a terminal, print summaries in full instead of fitting them "
                                                  "to the width (piped output is never cut).")
@@ -332,12 +334,18 @@ def plugins_show(name: str) -> None:
 
 
 @cli.command()
+@click.option("--kind", type=click.Choice(["run", "ablate", "train"]), default="run", show_default=True,
+              help="Which spec: a pipeline (run, eval), an ablation study, or a training spec.")
 @friendly
-def schema() -> None:
-    """Print the JSON Schema of a pipeline spec (for editors)."""
-    from .validation import spec_json_schema
-
-    click.echo(json.dumps(spec_json_schema(), indent=2))
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a spec (for editors)."""
+    if kind == "train":
+        from .training import train_json_schema as make
+    elif kind == "ablate":
+        from .ablation.spec import ablation_json_schema as make
+    else:
+        from .validation import spec_json_schema as make
+    click.echo(json.dumps(make(), indent=2))
 
 
 @cli.command()
@@ -391,17 +399,31 @@ def demo(out_dir: str, iterations: int | None, size: int, scale: int, overrides:
 @click.option("--out", "out_dir", default=None,
               help="Results folder (default: runs/eval-DATASET-PROTOCOL). Rerun with the same folder to resume.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec value.")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="local: this machine; dask: a dask.distributed cluster (as fusionkit ablate).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="local: worker processes (1 = sequential); dask without --scheduler: local cluster workers.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Dask scheduler address, e.g. tcp://host:8786 (implies --executor dask).")
+@click.option("--threads", type=int, default=None, help="Torch threads per item (default: cores // workers).")
 @friendly
 def eval_(spec: str, dataset: str, protocol: str, scale: int | None, downsampler: str, metrics: str | None,
-          out_dir: str | None, overrides: tuple[str, ...]) -> None:
+          out_dir: str | None, overrides: tuple[str, ...], executor: str, workers: int, scheduler: str | None,
+          threads: int | None) -> None:
     """Run SPEC on every item of the DATASET folder and score it (NN_A/NN_B[/NN_GT] or NN_1..NN_k[/NN_GT])."""
     from .evaluation import evaluate
 
+    for flag, value in (("--workers", workers), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise click.UsageError(f"{flag} must be 1 or more, got {value}")
+    if scheduler:
+        executor = "dask"
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     target = Path(out_dir) if out_dir else Path("runs") / f"eval-{Path(dataset).resolve().name}-{protocol}"
     with run_progress() as progress:
         result = evaluate(spec, dataset, target, protocol=protocol, metrics=names, scale=scale,
-                          downsampler=downsampler, overrides=overrides, progress=progress)
+                          downsampler=downsampler, overrides=overrides, progress=progress, executor=executor,
+                          workers=workers, scheduler=scheduler, threads=threads)
     table = Table(title=f"{protocol} x{result.scale}: "
                         f"{result.summary['ok']}/{result.summary['items']} items scored")
     for col in ("metric", "mean", "std", "n", "better"):
@@ -542,6 +564,86 @@ def report(folder: str, out_file: str | None) -> None:
     path = write_report(folder, out_file)
     message(Text(f"report written: {path}  (self-contained: open it in any browser, or mail it)"))
     data(str(path))
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a training-spec value, e.g. --set steps=500 --set optimizer.lr=1e-4")
+@click.option("--dry-run", is_flag=True, help="Validate, read the data and print the plan; train nothing.")
+@click.option("--resume", "resume", default=None, metavar="DIR", type=click.Path(file_okay=False),
+              help="Continue the training in DIR from its newest checkpoint (same spec and --set values).")
+@friendly
+def train(spec: str, overrides: tuple[str, ...], dry_run: bool, resume: str | None) -> None:
+    """Train a learned component from a training spec (YAML); see docs/training.md. Runs under torchrun too."""
+    from .registry import default_catalog
+    from .training import load_train_spec
+    from .training import train as run_training
+    from .training.distributed import from_environment
+
+    catalog = default_catalog()
+    resolved = load_train_spec(spec, overrides, catalog=catalog)
+    main = from_environment().is_main
+    if dry_run:
+        _train_plan(resolved, catalog, resume)
+        return
+    if not main:  # the other torchrun processes train silently; rank 0 reports
+        run_training(resolved, catalog=catalog, resume=resume)
+        return
+    with TrainProgress() as progress:
+        result = run_training(resolved, catalog=catalog, resume=resume, progress=progress)
+    m = result.manifest
+    if result.status == "interrupted":
+        err.print(f"interrupted at step {result.step} of {result.steps}; a checkpoint was written.\n"
+                  f"Resume with: fusionkit train {spec} --resume {result.run_dir}"
+                  + "".join(f" --set {o}" for o in overrides))
+        sys.exit(130)
+    out.print(f"[green]done[/green]: {result.step} steps, {m['progress']['crops_seen']} crops in "
+              f"{m['wall_seconds']:.0f} s ({m['throughput']['crops_per_s_overall']} crops/s) on "
+              f"{m['environment']['device']['device']}")
+    out.print(f"weights:  [bold]{result.weights}[/bold]")
+    out.print(f"folder:   {result.run_dir}  (manifest.json, spec.resolved.yaml, curves/, validation/, checkpoints/)")
+    if m["final"]["validation"]:
+        scores = {k: v for k, v in m["final"]["validation"].items() if k not in ("step", "seconds_validation")}
+        out.print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+
+
+def _train_plan(resolved, catalog, resume: str | None) -> None:
+    """``fusionkit train --dry-run``: the resolved spec, the data split, the budget and the model's size."""
+    from .training.data import load_data, resolve_steps
+    from .training.distributed import from_environment
+
+    world = from_environment()
+    data = load_data(resolved.spec, world.rank, world.size)
+    steps = resolve_steps(resolved.spec, data)
+    spec = resolved.spec.model_copy(update={"steps": steps, "epochs": None}) if resolved.spec.steps is None \
+        else resolved.spec
+    out.print(type(resolved)(spec, resolved.source, resolved.base_dir, resolved.overrides).to_yaml(), markup=False,
+              highlight=False)
+    table = Table(title="data")
+    for col in ("source", "kind", "train items", "validation items", "excluded"):
+        table.add_column(col)
+    for s in data.summary():
+        table.add_row(Text(s["path"]), s["kind"], str(s["train_items"]), str(s["validation_items"]),
+                      str(len(s["excluded_ids"])))
+    out.print(table)
+    info = catalog.get("model", spec.model.name)
+    model = info.cls(params=info.cls.Params(**spec.model.params), training=info.cls.TrainingParams(**spec.model.training))
+    n = sum(p.numel() for p in model.parameters())
+    crops = steps * spec.batch
+    out.print(f"model {spec.model.name}: {n:,} parameters; budget: {steps} steps x {spec.batch} crops of "
+              f"{spec.data.crop}^2 = {crops:,} crops ({crops / max(1, data.n_train_items):.1f} epochs of "
+              f"{data.n_train_items} training items); {world.size} process(es)")
+    if resume:
+        from .training import checkpoint as _ckpt
+        from .training.loop import resume_problems
+
+        ckpt = _ckpt.load_latest(Path(resume))
+        problems = resume_problems(ckpt.get("spec", {}), resolved.to_dict() if resolved.spec.steps is not None else
+                                   spec.model_dump(mode="json"))
+        out.print(Text(f"would resume {resume} at step {ckpt['step']}" if not problems else
+                       f"--resume {resume} would be refused: " + "; ".join(problems)))
+    out.print("[green]training spec is valid[/green] (dry run: nothing was trained)")
 
 
 def _num(v: float) -> str:

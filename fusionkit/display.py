@@ -219,3 +219,59 @@ class StudyProgress:
             self.bar.update(self.run_task, completed=event.iteration, total=max(event.total, 1), note=event.stage)
         else:
             self.plain(event)
+
+
+class TrainProgress:
+    """Progress of ``fusionkit train``: on a terminal a bar with step, loss, crops/s, learning rate and ETA, with
+    validation lines above it; in a log, plain lines (at most one per progress interval, and every validation)."""
+
+    def __init__(self) -> None:
+        self.rich = on_terminal()
+        self.plain = None if self.rich else PlainProgress()
+        self.progress = None
+        self.task = None
+        self.start: tuple[float, int] | None = None
+
+    def __enter__(self):
+        if self.rich:
+            self.progress = Progress(TextColumn("[bold]training"), BarColumn(),
+                                     TextColumn("{task.completed}/{task.total}"), TextColumn("[cyan]{task.fields[loss]}"),
+                                     TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[lr]}"),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc) if self.progress is not None else False
+
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(Text(text))
+        else:
+            self.plain.write(text)
+
+    def __call__(self, e) -> None:
+        if self.start is None:
+            self.start = (time.monotonic(), e.step)
+            if e.message:
+                self._say(f"training folder: {e.message}")
+            if self.progress is not None:
+                self.task = self.progress.add_task("training", total=max(e.total, 1), completed=e.step, loss="",
+                                                   rate="", lr="")
+        if e.kind == "step":
+            if self.progress is not None:
+                self.progress.update(self.task, completed=e.step, loss=f"loss {e.loss:.4g}",
+                                     rate=f"{e.crops_per_s:.1f} crops/s", lr=f"lr {e.lr:.2g}")
+                return
+            now = self.plain.clock()
+            if e.step < e.total and now - self.plain.last < self.plain.interval:
+                return
+            self.plain.last = now
+            line = progress_line("training", e.step, e.total, e.loss, now - self.plain.t0,
+                                 eta(*self.start, e.step, e.total, now))
+            self.plain.write(f"{line}  {e.crops_per_s:.1f} crops/s  lr {e.lr:.2g}")
+        elif e.kind == "validation":
+            scores = ", ".join(f"{k} {v:.4g}" for k, v in e.scores.items() if not k.startswith("seconds"))
+            self._say(f"step {e.step}: validation {scores}")
+        elif e.kind == "stopping":
+            self._say(f"step {e.step}: {e.message}")

@@ -78,12 +78,16 @@ def default_metrics(protocol: str, with_reference: bool) -> list[str]:
 def evaluate(spec, dataset_dir: str | Path, out_dir: str | Path, *, protocol: str = "fusion",
              metrics: Sequence[str] | None = None, scale: int | None = None, downsampler: str = "bicubic",
              overrides: Sequence[str] = (), catalog: Catalog | None = None,
-             progress: ProgressCallback | None = None) -> EvalResult:
+             progress: ProgressCallback | None = None, executor: str = "local", workers: int = 1,
+             scheduler: str | None = None, threads: int | None = None, client=None) -> EvalResult:
     """Run ``spec`` on every item of ``dataset_dir`` under ``protocol`` and score it; see the module docstring.
 
-    ``progress`` gets ``ProgressEvent("items", done, total)`` after each item (and the runs' own events). A failing
-    item is recorded as ``failed`` with its error and the loop goes on; an interrupted evaluation resumes when
-    called again with the same ``out_dir``.
+    ``progress`` gets ``ProgressEvent("items", done, total)`` after each item (and, sequentially, the runs' own
+    events). A failing item is recorded as ``failed`` with its error and the loop goes on; an interrupted
+    evaluation resumes when called again with the same ``out_dir``. The items run where ``fusionkit ablate`` runs
+    its runs (:mod:`fusionkit.ablation.executors`): ``executor="local"`` with ``workers`` processes (1:
+    sequentially in this process), or ``"dask"`` on ``scheduler`` (or ``client``, or a local cluster of
+    ``workers``); ``threads`` torch threads per item. Every executor gives the same rows.
     """
     if protocol not in PROTOCOLS:
         raise InputError(f"unknown evaluation protocol {protocol!r}", f"use one of: {', '.join(PROTOCOLS)}")
@@ -117,13 +121,26 @@ def evaluate(spec, dataset_dir: str | Path, out_dir: str | Path, *, protocol: st
     ran, skipped = [], []
     done = sum(1 for it in items if rows.get(it.id, {}).get("status") == "ok")
     report(ProgressEvent("items", done, len(items)))
+    todo = []
+    for it in items:
+        if rows.get(it.id, {}).get("status") == "ok":
+            skipped.append(it.id)
+        else:
+            todo.append(it)
+    if executor == "local" and workers <= 1 and client is None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        finished = (_evaluate_item(it, resolved, protocol, s, resampler, scorers, catalog, out, progress)
+                    for it in todo)
+    else:
+        finished = _distributed_rows(todo, resolved, protocol, s, downsampler, names, out, executor, workers,
+                                     scheduler, threads, client)
     try:
-        for it in items:
-            if rows.get(it.id, {}).get("status") == "ok":
-                skipped.append(it.id)
-                continue
-            ran.append(it.id)
-            rows[it.id] = _evaluate_item(it, resolved, protocol, s, resampler, scorers, catalog, out, progress)
+        for row in finished:
+            ran.append(row["id"])
+            rows[row["id"]] = row
             _write_jsonl(out / "results.jsonl", [rows[i.id] for i in items if i.id in rows])
             done += 1
             report(ProgressEvent("items", done, len(items)))
@@ -143,6 +160,34 @@ def evaluate(spec, dataset_dir: str | Path, out_dir: str | Path, *, protocol: st
                      n_failed=sum(r["status"] != "ok" for r in ordered))
     write_json(out / "eval.json", eval_info)
     return EvalResult(out, ordered, summary, names, ran, skipped, protocol, s)
+
+
+def _distributed_rows(items: list[DatasetItem], resolved, protocol: str, s: int, downsampler: str, names: list[str],
+                      out: Path, executor: str, workers: int, scheduler: str | None, threads: int | None, client):
+    """Each item as one run of an ablation executor (local processes or Dask), yielded as rows as they finish."""
+    from .ablation.executors import run_dask, run_local
+    from .ablation.worker import RunTask
+
+    if executor not in ("local", "dask"):
+        raise InputError(f"unknown executor {executor!r}", "use --executor local or --executor dask")
+    spec = resolved.to_dict()
+    tasks = [RunTask(i, resolved.spec.name, resolved.spec.name, it.id, tuple(str(p) for p in it.sources),
+                     str(it.gt) if it.gt else None, spec, protocol, s, downsampler, tuple(names),
+                     str(out / "items" / it.id), str(out), threads) for i, it in enumerate(items)]
+    by_id = {it.id: it for it in items}
+    stream = (run_dask(tasks, scheduler, workers, threads, client) if executor == "dask"
+              else run_local(tasks, workers, threads))
+    try:
+        for rec in stream:
+            it = by_id[rec["item"]]
+            yield {"id": it.id, "status": rec["status"], "error": rec.get("error", ""), "metrics": rec["metrics"],
+                   "metric_errors": rec.get("metric_errors", {}), "seconds": rec.get("seconds", 0.0),
+                   "sources": [p.name for p in it.sources], "gt": it.gt.name if it.gt else None,
+                   "run_dir": rec.get("run_dir"), "host": rec.get("host")}
+    finally:
+        close = getattr(stream, "close", None)
+        if close:
+            close()
 
 
 # ------------------------------------------------------------------------------------------------ one item

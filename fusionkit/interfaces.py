@@ -12,8 +12,8 @@ Tensors are float32, shape ``[B, C, H, W]``, values in [0, 1] unless said otherw
 or specs: they get plain tensors and a validated ``Params`` instance.
 
 Importing this module does not import torch (``fusionkit validate`` and ``plugins list`` stay light): only
-:class:`Generator`, an ``nn.Module``, needs it, and it is created on first use (``from fusionkit.interfaces import
-Generator`` works as usual).
+:class:`Generator` and :class:`TrainableModel`, ``nn.Module``s, need it, and they are created on first use
+(``from fusionkit.interfaces import Generator`` works as usual).
 """
 from __future__ import annotations
 
@@ -209,6 +209,39 @@ class LightFieldSource(Component):
     def __call__(self, folder: "str | os.PathLike") -> FocalStack: ...
 
 
+@dataclass
+class TrainingBatch:
+    """One training step's data, as a trainable model and its losses see it.
+
+    ``sources``: ``[B, K, 1, h, w]`` luma crops in [0, 1] (K >= 2 inputs of one scene each); ``truth``: the
+    all-in-focus ``[B, 1, h, w]`` where the data has one (synthetic stacks), else None; ``generator``: a seeded CPU
+    ``torch.Generator`` for the model's random training operations (e.g. blind-spot masks), so a step is
+    reproducible from the seed and the step number alone.
+    """
+
+    sources: Tensor
+    truth: Tensor | None
+    generator: Any
+
+
+class TrainingLoss(Component):
+    """One term of a training objective: ``__call__(outputs, batch) -> scalar tensor``.
+
+    ``outputs`` is what the model's ``training_outputs`` returned; ``needs`` names the outputs this loss reads
+    (a training spec pairing it with a model that does not provide them is refused before anything runs).
+    A loss is normalised per pixel and per sample, so its weight does not depend on the crop or batch size.
+    """
+
+    kind = "training_loss"
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, params: Params | dict | None = None, **overrides: Any):
+        self._init_params(params, overrides)
+
+    @abstractmethod
+    def __call__(self, outputs: dict[str, Tensor], batch: TrainingBatch) -> Tensor: ...
+
+
 class UnsupportedInput(FusionkitError):
     """A component was given inputs it cannot handle (e.g. N > 2 for a pairwise-only measure)."""
 
@@ -236,31 +269,86 @@ def _make_generator() -> type[Component]:
     return Generator
 
 
+def _make_trainable_model() -> type[Component]:
+    from torch import nn
+
+    class TrainableModel(Component, nn.Module):
+        """A network trained by ``fusionkit train``; its ``Params`` describe the architecture.
+
+        - ``training_outputs(batch) -> {name: tensor}``: the forward pass of one training step; the names are those in
+          ``provides``, which the training losses' ``needs`` are checked against when a training spec is validated;
+        - ``fuse(sources[B,K,1,H,W]) -> (fused[B,1,H,W], maps[B,K,1,H,W])``: inference on luma stacks of any K >= 2
+          (validation scores it): the fused luma and the per-input weight maps (>= 0, summing to 1) it composes;
+        - ``TrainingParams``: options of the training procedure only (not the architecture: they are not stored with
+          the weights).
+
+        The weights are data: ``fusionkit.weights`` saves them with the model's name and ``Params`` and refuses to load
+        them into a different architecture. A trained model serves a pipeline through components of the existing kinds
+        (a ``fuser``, a ``focus_measure``; see ``fusionkit.trained``).
+        """
+
+        kind = "model"
+        provides: ClassVar[tuple[str, ...]] = ()
+        TrainingParams: ClassVar[type[Params]] = Params
+
+        def __init__(self, params: Params | dict | None = None, training: Params | dict | None = None,
+                     **overrides: Any):
+            nn.Module.__init__(self)
+            self._init_params(params, overrides)
+            if training is None or isinstance(training, dict):
+                training = self.TrainingParams(**(training or {}))
+            self.training_params = training
+
+        @abstractmethod
+        def training_outputs(self, batch: TrainingBatch) -> dict[str, Tensor]: ...
+
+        def forward(self, batch: TrainingBatch) -> dict[str, Tensor]:
+            """``training_outputs``: what DistributedDataParallel calls (its gradient hooks need the forward)."""
+            return self.training_outputs(batch)
+
+        @abstractmethod
+        def fuse(self, sources: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    TrainableModel.__qualname__ = "TrainableModel"
+    TrainableModel.__module__ = __name__
+    return TrainableModel
+
+
+#: the base classes that are ``nn.Module``s, made on first use (importing the contracts does not import torch)
+_TORCH_BASES = {"Generator": _make_generator, "TrainableModel": _make_trainable_model}
+
+
+def _torch_base(name: str) -> type[Component]:
+    """The base class ``name`` (:class:`Generator`, :class:`TrainableModel`), made (once) on first use."""
+    if name not in globals():
+        globals()[name] = _TORCH_BASES[name]()
+    return globals()[name]
+
+
 def _generator() -> type[Component]:
-    """The :class:`Generator` base class, made (once) on first use."""
-    if "Generator" not in globals():
-        globals()["Generator"] = _make_generator()
-    return globals()["Generator"]
+    return _torch_base("Generator")
 
 
 def __getattr__(name: str):
-    # PEP 562: `Generator` (an nn.Module) is made when first asked for, so that importing the contracts does not
-    # import torch. It is then an ordinary module attribute.
-    if name == "Generator":
-        return _generator()
+    # PEP 562: `Generator` and `TrainableModel` (nn.Modules) are made when first asked for, so that importing the
+    # contracts does not import torch. They are then ordinary module attributes.
+    if name in _TORCH_BASES:
+        return _torch_base(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _Kinds(Mapping):
-    """kind -> base class. Iterating, ``len`` and ``in`` need no torch; only ``KINDS["generator"]`` makes
-    :class:`Generator`."""
+    """kind -> base class. Iterating, ``len`` and ``in`` need no torch; only ``KINDS["generator"]`` and
+    ``KINDS["model"]`` make their ``nn.Module`` base."""
 
-    _NAMES = ("focus_measure", "generator", "resampler", "loss", "metric", "fuser", "light_field")
+    _NAMES = ("focus_measure", "generator", "resampler", "loss", "metric", "fuser", "light_field", "model",
+              "training_loss")
+    _TORCH = {"generator": "Generator", "model": "TrainableModel"}
 
     def __getitem__(self, kind: str) -> type[Component]:
         if kind not in self._NAMES:
             raise KeyError(kind)
-        return _generator() if kind == "generator" else _LIGHT_KINDS[kind]
+        return _torch_base(self._TORCH[kind]) if kind in self._TORCH else _LIGHT_KINDS[kind]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._NAMES)
@@ -278,6 +366,7 @@ class _Kinds(Mapping):
 _LIGHT_KINDS: dict[str, type[Component]] = {
     "focus_measure": FocusMeasure, "resampler": Resampler, "loss": Loss, "metric": Metric, "fuser": Fuser,
     "light_field": LightFieldSource,
+    "training_loss": TrainingLoss,
 }
 
 #: Every component kind (in this order) and the base class each plugin subclasses.

@@ -28,7 +28,7 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["check_plugin", "check_component", "check_identity", "check_params", "check_focus_measure",
            "check_resampler", "check_generator", "check_loss", "check_metric", "check_metric_ideal",
-           "check_light_field", "check_fuser"]
+           "check_light_field", "check_fuser", "check_model", "check_training_loss"]
 
 
 def check_plugin(module: object, dist: str = "local-plugin") -> "Catalog":
@@ -70,6 +70,9 @@ def check_component(cls: type) -> None:
         check_light_field(cls)
     elif kind == "fuser":
         check_fuser(cls)
+    elif kind == "model":
+        check_model(cls)
+    # a training_loss needs a model that provides what it reads: check_training_loss(cls, model_cls)
 
 
 # ------------------------------------------------------------------------------------------------ every kind
@@ -323,3 +326,47 @@ def check_fuser(cls: type) -> str | None:
     assert out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 1, \
         f"{cls.name}: output {out.dtype} in [{float(out.min())}, {float(out.max())}], expected float32 in [0, 1]"
     return None
+
+
+def model_outputs(cls: type, k: int = 2):
+    """``(model, outputs, batch)``: a freshly made model's training outputs on a batch of two ``k``-input 20x20
+    luma stacks, with a seeded generator."""
+    import torch
+
+    from .interfaces import TrainingBatch
+
+    torch.manual_seed(0)
+    model = cls()
+    sources = torch.stack([luma_stack(k, size=20)[:, :, :20, :20] for _ in range(2)])   # [2, K, 1, 20, 20]
+    batch = TrainingBatch(sources, None, torch.Generator().manual_seed(0))
+    return model, model.training_outputs(batch), batch
+
+
+def check_model(cls: type) -> None:
+    """An ``nn.Module`` with its ``TrainingParams``; ``training_outputs`` returns every name in ``provides``;
+    ``fuse`` takes K = 2 and 3 inputs and gives a ``[1,1,H,W]`` image and ``[1,K,1,H,W]`` maps >= 0 summing to 1."""
+    import torch
+
+    model, outputs, _batch = model_outputs(cls)
+    assert isinstance(model, torch.nn.Module) and isinstance(model.training_params, cls.TrainingParams)
+    assert set(cls.provides) <= set(outputs), f"{cls.name} does not return all it provides"
+    for k in (2, 3):
+        with torch.no_grad():
+            fused, maps = model.fuse(luma_stack(k, size=20).unsqueeze(0))
+        assert fused.shape == (1, 1, 20, 20) and maps.shape == (1, k, 1, 20, 20), \
+            f"{cls.name}.fuse gave {tuple(fused.shape)} and {tuple(maps.shape)} for K = {k}"
+        assert torch.allclose(maps.sum(dim=1), torch.ones(1, 1, 20, 20), atol=1e-5) and (maps >= 0).all(), \
+            f"{cls.name}.fuse: maps are not >= 0 summing to 1"
+
+
+def check_training_loss(cls: type, model_cls: type) -> None:
+    """A finite 0-d tensor on ``model_cls``'s training outputs, whose gradient reaches the model's parameters."""
+    import torch
+
+    model, outputs, batch = model_outputs(model_cls)
+    value = cls()(outputs, batch)
+    assert isinstance(value, torch.Tensor) and value.dim() == 0 and torch.isfinite(value), \
+        f"{cls.name} returned {value!r}, expected a finite 0-d tensor"
+    value.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters()), \
+        f"{cls.name}: no gradient reaches {model_cls.name}'s parameters"

@@ -28,6 +28,8 @@ KIND_TEXT = {
     "metric": ("Metrics", "`fusionkit eval` metrics lists"),
     "fuser": ("Fusers (external baselines)", "`fuser`, with `method: fuser`"),
     "light_field": ("Light-field sources", "`light_field`, instead of `inputs` (see [light-fields.md](light-fields.md))"),
+    "model": ("Trainable models", "`model` of a training spec (`fusionkit train`, see [training.md](training.md))"),
+    "training_loss": ("Training losses", "`losses[*]` of a training spec"),
 }
 
 HEADER = """\

@@ -1,9 +1,11 @@
-"""Regenerate the field tables of docs/spec.md from the pydantic models in fusionkit/spec.py.
+"""Regenerate the field tables of docs/spec.md (pipeline specs, fusionkit/spec.py) and docs/training.md (training
+specs, fusionkit/training/spec.py) from their pydantic models.
 
-    .venv/bin/python scripts/gen_spec_docs.py          # rewrite docs/spec.md in place
-    .venv/bin/python scripts/gen_spec_docs.py --check  # exit 1 if docs/spec.md is stale (CI)
+    .venv/bin/python scripts/gen_spec_docs.py          # rewrite both in place
+    .venv/bin/python scripts/gen_spec_docs.py --check  # exit 1 if either is stale (CI)
 
-Only the text between the GENERATED markers is replaced; tests/test_validation.py checks it is up to date.
+Only the text between the GENERATED markers is replaced; tests/test_validation.py and tests/test_training.py check
+they are up to date.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from fusionkit.spec import (ComponentRef, DecisionEmbeddingSpec, GeneratorSpec, 
                             OptimizerSpec, OutputSpec, PipelineSpec, RefineSpec, StopSpec, TilingSpec)
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "spec.md"
+TRAIN_DOC = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 BEGIN = "<!-- BEGIN GENERATED FIELDS (scripts/gen_spec_docs.py) -->"
 END = "<!-- END GENERATED FIELDS -->"
 
@@ -61,38 +64,50 @@ def table(model: type[BaseModel]) -> str:
     return "\n".join(lines)
 
 
-def generated() -> str:
+def training_models() -> list[tuple[type[BaseModel], str]]:
+    from fusionkit.training.spec import (AugmentSpec, CheckpointSpec, DataSource, DataSpec, ModelSpec,
+                                         ScheduleSpec, TrainOptimizerSpec, TrainOutputSpec, TrainSpec,
+                                         ValidationSpec)
+
+    return [(TrainSpec, "top level"), (ModelSpec, "`model`"), (LossTerm, "each item of `losses`"),
+            (DataSpec, "`data`"), (DataSource, "each item of `data.sources`"), (AugmentSpec, "`data.augment`"),
+            (TrainOptimizerSpec, "`optimizer`"), (ScheduleSpec, "`schedule`"), (ValidationSpec, "`validation`"),
+            (CheckpointSpec, "`checkpoint`"), (TrainOutputSpec, "`output`")]
+
+
+def generated(models: list[tuple[type[BaseModel], str]] | None = None) -> str:
     parts = []
-    for model, where in MODELS:
+    for model, where in (models or MODELS):
         doc = " ".join((model.__doc__ or "").split())
         parts.append(f"### {model.__name__}\n\nUsed for: {where}." + (f" {doc}" if doc else "") + "\n\n"
                      + table(model))
     return "\n\n".join(parts)
 
 
-def update(text: str) -> str:
-    """``text`` with the generated block replaced by the current one."""
+def update(text: str, models: list[tuple[type[BaseModel], str]] | None = None) -> str:
+    """``text`` with the generated block replaced by the current one (of ``models``; default: the pipeline's)."""
     head, sep, rest = text.partition(BEGIN)
     if not sep:
-        raise SystemExit(f"{DOC} has no {BEGIN!r} marker")
+        raise SystemExit(f"no {BEGIN!r} marker")
     _, sep, tail = rest.partition(END)
     if not sep:
-        raise SystemExit(f"{DOC} has no {END!r} marker")
-    return f"{head}{BEGIN}\n{generated()}\n{END}{tail}"
+        raise SystemExit(f"no {END!r} marker")
+    return f"{head}{BEGIN}\n{generated(models)}\n{END}{tail}"
 
 
 def main(argv: list[str]) -> int:
-    text = DOC.read_text(encoding="utf-8")
-    new = update(text)
-    if "--check" in argv:
-        if new != text:
-            print(f"{DOC} is stale: run `.venv/bin/python scripts/gen_spec_docs.py`", file=sys.stderr)
-            return 1
-        return 0
-    if new != text:
-        DOC.write_text(new, encoding="utf-8")
-        print(f"updated {DOC}")
-    return 0
+    stale = 0
+    for doc, models in ((DOC, None), (TRAIN_DOC, training_models())):
+        text = doc.read_text(encoding="utf-8")
+        new = update(text, models)
+        if "--check" in argv:
+            if new != text:
+                print(f"{doc} is stale: run `.venv/bin/python scripts/gen_spec_docs.py`", file=sys.stderr)
+                stale = 1
+        elif new != text:
+            doc.write_text(new, encoding="utf-8")
+            print(f"updated {doc}")
+    return stale
 
 
 if __name__ == "__main__":

@@ -73,6 +73,10 @@ def test_plugins_list_and_show():
 def test_schema_and_env():
     r = invoke("schema")
     assert r.exit_code == 0 and "focus_measure" in json.loads(r.output)["properties"]
+    r = invoke("schema", "--kind", "train")
+    assert r.exit_code == 0 and {"model", "data", "steps"} <= set(json.loads(r.output)["properties"])
+    r = invoke("schema", "--kind", "ablate")
+    assert r.exit_code == 0 and {"base", "grid", "variants"} <= set(json.loads(r.output)["properties"])
     r = invoke("env")
     assert r.exit_code == 0 and "torch" in json.loads(r.output)["packages"]
 

@@ -137,6 +137,21 @@ def test_fuser_reports_why_it_cannot_run_or_fuses(info):
     skip_if(testing.check_fuser(info.cls))
 
 
+# ------------------------------------------------------------------------------------- models and their losses
+
+
+@pytest.mark.parametrize("info", each("model"))
+def test_model_provides_what_it_declares_and_fuses_any_k(info):
+    testing.check_model(info.cls)
+
+
+@pytest.mark.parametrize("info", each("training_loss"))
+def test_training_loss_is_a_finite_differentiable_scalar(info):
+    feeding = [m for m in CATALOG.all("model") if set(info.cls.needs) <= set(m.cls.provides)]
+    assert feeding, f"no installed model provides what {info.name} needs ({info.cls.needs})"
+    testing.check_training_loss(info.cls, feeding[0].cls)
+
+
 # ---------------------------------------------------------------------------------------------------- guards
 
 

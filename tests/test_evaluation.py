@@ -139,3 +139,24 @@ def test_failed_item_is_recorded_and_the_rest_scored(dataset, tmp_path):
     # rerunning retries only the failed item
     res = evaluate(SPEC, ds, out, metrics=["psnr", "q_g"], overrides=TINY)
     assert res.ran == ["02"] and res.skipped == ["01", "03"]
+
+
+def test_executors_give_the_same_rows(dataset, tmp_path):
+    """`fusionkit eval` spreads items like `fusionkit ablate`: 2 local processes and a Dask cluster give the rows of
+    the sequential evaluation."""
+    distributed = pytest.importorskip("distributed")
+    seq = evaluate(SPEC, dataset, tmp_path / "seq", metrics=["psnr", "q_g"], overrides=TINY, threads=1)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: tiny\n")
+    sets = [x for q in TINY for x in ("--set", q)]
+    r = invoke("eval", spec, dataset, "--out", tmp_path / "two", "--metrics", "psnr,q_g", "--workers", 2,
+               "--threads", 1, *sets)
+    assert r.exit_code == 0, r.output
+    two = [json.loads(x) for x in (tmp_path / "two" / "results.jsonl").read_text().splitlines()]
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        dask = evaluate(SPEC, dataset, tmp_path / "dask", metrics=["psnr", "q_g"], overrides=TINY, client=client,
+                        executor="dask")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("seconds", "host")} for r in rows]  # noqa: E731
+    assert strip(two) == strip(seq.rows) == strip(dask.rows)
+    assert [x["run_dir"] for x in two] == ["items/01", "items/02", "items/03"]

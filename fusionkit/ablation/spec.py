@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..dataset import DatasetItem, discover
 from ..errors import SpecError, SpecProblem
 from ..evaluation import default_metrics, protocol_scale
-from ..specfile import MISSING, SpecContext, dotted, line_of, parse_key, read_yaml, shell_set, translate
+from ..specfile import MISSING, SpecContext, dotted, json_schema, line_of, parse_key, read_yaml, shell_set, translate
 from ..validation import ResolvedSpec, load_spec
 NAME_PATTERN = r"^[A-Za-z0-9_.+\-]+$"
 
@@ -254,6 +254,11 @@ def load_ablation(source: str | Path | Mapping, overrides: Sequence[str] = (), *
     rank = list(spec.rank_metrics) if spec.rank_metrics else list(metrics)
     return StudyPlan(spec, abs_source, base, dataset, items, variants, spec.protocol, scale, spec.downsampler,
                      metrics, rank, overrides)
+
+
+def ablation_json_schema() -> dict:
+    """JSON Schema of :class:`AblationSpec` (``fusionkit schema --kind ablate``)."""
+    return json_schema(AblationSpec)
 
 
 def spec_hash(resolved: ResolvedSpec) -> str:

@@ -58,9 +58,10 @@ class ComponentInfo:
 
     def __init__(self, kind: str, name: str, cls: "type[Component] | ClassRef", plugin: str, dist: str,
                  version: str, *, summary: str | None = None, reference: str | None = None,
-                 params: ClassRef | None = None):
+                 params: ClassRef | None = None, checks_availability: bool | None = None):
         self.kind, self.name, self.plugin, self.dist, self.version = kind, name, plugin, dist, version
         self._cls, self._params = cls, params
+        self._checks_availability = checks_availability
         self._summary, self._reference = summary, reference
 
     def __repr__(self) -> str:
@@ -93,6 +94,20 @@ class ComponentInfo:
                 self._params = self._load(self._params)
             return self._params
         return self.cls.Params
+
+    @property
+    def checks_availability(self) -> bool:
+        """Whether the class has its own ``unavailable()`` check (a fuser calling an outside program): only those
+        need importing to say whether they can run here."""
+        if isinstance(self._cls, ClassRef) and self._checks_availability is not None:
+            return self._checks_availability
+        own = getattr(self.cls, "unavailable", None)
+        if own is None:
+            return False
+        from ..interfaces import Component, Fuser
+
+        base = Fuser if issubclass(self.cls, Fuser) else Component
+        return getattr(own, "__func__", own) is not getattr(getattr(base, "unavailable", None), "__func__", None)
 
     @property
     def summary(self) -> str:

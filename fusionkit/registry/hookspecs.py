@@ -52,6 +52,16 @@ def register_light_fields(register):
     """Call ``register(cls)`` for each :class:`fusionkit.interfaces.LightFieldSource` subclass."""
 
 
+@hookspec
+def register_models(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.TrainableModel` subclass (``fusionkit train``)."""
+
+
+@hookspec
+def register_training_losses(register):
+    """Call ``register(cls)`` for each :class:`fusionkit.interfaces.TrainingLoss` subclass."""
+
+
 #: kind -> name of the hook that registers it
 HOOK_FOR_KIND = {
     "focus_measure": "register_focus_measures",
@@ -61,4 +71,6 @@ HOOK_FOR_KIND = {
     "metric": "register_metrics",
     "fuser": "register_fusers",
     "light_field": "register_light_fields",
+    "model": "register_models",
+    "training_loss": "register_training_losses",
 }

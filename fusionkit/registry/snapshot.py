@@ -107,7 +107,8 @@ def _info_row(info: ComponentInfo) -> dict | None:
     if ref is None or params is None:
         return None
     return {"kind": info.kind, "name": info.name, "plugin": info.plugin, "dist": info.dist, "version": info.version,
-            "cls": str(ref), "params": str(params), "summary": info.summary, "reference": info.reference}
+            "cls": str(ref), "params": str(params), "summary": info.summary, "reference": info.reference,
+            "checks_availability": info.checks_availability}
 
 
 def save(catalog: Catalog) -> Path | None:
@@ -176,4 +177,4 @@ def forget() -> None:
 def _info(row: dict) -> ComponentInfo:
     return ComponentInfo(row["kind"], row["name"], ClassRef.parse(row["cls"]), row["plugin"], row["dist"],
                          row["version"], summary=row["summary"], reference=row["reference"],
-                         params=ClassRef.parse(row["params"]))
+                         params=ClassRef.parse(row["params"]), checks_availability=row.get("checks_availability"))
