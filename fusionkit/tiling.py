@@ -100,85 +100,125 @@ def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progres
         y0, y1, x0, x1 = grid[k]
         return x[:, :, y0:y1, x0:x1]
 
-    results: dict[int, TileResult] = {}
+    blend = Blender(grid, n, c, h, w, s, plan.overlap)
     interrupted = None
     progress(ProgressEvent("tile", 0, len(grid)))
     with timings.stage("fusion"):
         if workers > 1 and device.type == "cpu" and len(grid) > 1:
-            interrupted = _run_parallel(spec, grid, tile_x, tile_maps, results, workers, progress)
+            interrupted = _run_parallel(spec, grid, tile_x, tile_maps, blend, workers, progress)
         else:
             for k in range(len(grid)):
                 try:
-                    results[k] = fuse_tile(spec, catalog, tile_x(k), tile_maps(k), device, progress, timings)
+                    r = fuse_tile(spec, catalog, tile_x(k), tile_maps(k), device, progress, timings)
                 except KeyboardInterrupt:
                     interrupted = f"interrupted in tile {k + 1} of {len(grid)} before its first good iterate"
                     break
+                blend.add(k, r)
                 progress(ProgressEvent("tile", k + 1, len(grid)))
-                if results[k].interrupted:
-                    interrupted = f"{results[k].interrupted} in tile {k + 1} of {len(grid)}"
+                if r.interrupted:
+                    interrupted = f"{r.interrupted} in tile {k + 1} of {len(grid)}"
                     break
-    if not results:
+    if not blend.done:
         raise KeyboardInterrupt
-    missing = [k for k in range(len(grid)) if k not in results]
+    missing = [k for k in range(len(grid)) if k not in blend.done]
     if missing:   # the two-step composite, so the image is complete
         composite = spec.model_copy(update={"method": "composite"})
         for k in missing:
-            results[k] = fuse_tile(composite, catalog, tile_x(k), tile_maps(k), device)
-        interrupted = (f"{interrupted}; tiles {', '.join(str(k + 1) for k in missing)} of {len(grid)} are the "
-                       "two-step composite")
-    return _blend(grid, results, n, c, h, w, s, plan.overlap) + (interrupted,)
+            blend.add(k, fuse_tile(composite, catalog, tile_x(k), tile_maps(k), device), fused=False)
+        interrupted = (f"{interrupted}; tiles {_ranges(missing)} of {len(grid)} are the two-step composite")
+    return blend.result() + (interrupted,)
 
 
-def _run_parallel(spec, grid, tile_x, tile_maps, results, workers, progress) -> str | None:
-    """Tiles in ``workers`` spawned processes; on Ctrl-C the workers are stopped and the finished tiles kept."""
+def _ranges(ks: list[int]) -> str:
+    """1-based tile numbers as ranges: ``3, 5-9``."""
+    out, start = [], None
+    for i, k in enumerate(ks):
+        if start is None:
+            start = k
+        if i + 1 == len(ks) or ks[i + 1] != k + 1:
+            out.append(f"{start + 1}" if start == k else f"{start + 1}-{k + 1}")
+            start = None
+    return ", ".join(out)
+
+
+def _run_parallel(spec, grid, tile_x, tile_maps, blend: "Blender", workers, progress) -> str | None:
+    """Tiles in ``workers`` spawned processes; on Ctrl-C the workers are stopped and the finished tiles kept.
+
+    At most two tiles per worker are queued at a time, so the queued inputs stay small however many tiles the
+    image has; each result is blended in as it arrives (in tile order)."""
+    from collections import deque
+
     from .engine import ProgressEvent
 
     data = spec.model_dump(mode="json")
     ctx = multiprocessing.get_context("spawn")      # fork after OpenMP has started can deadlock
     pool = ctx.Pool(min(workers, len(grid)), initializer=_worker_init)
+
+    def submit(k):
+        return k, pool.apply_async(_worker_fuse, (data, tile_x(k).cpu().numpy(),
+                                                  None if tile_maps(k) is None else tile_maps(k).cpu().numpy()))
+
     try:
-        pending = {k: pool.apply_async(_worker_fuse, (data, tile_x(k).cpu().numpy(),
-                                                      None if tile_maps(k) is None else tile_maps(k).cpu().numpy()))
-                   for k in range(len(grid))}
-        for k, job in pending.items():
-            results[k] = job.get()
-            progress(ProgressEvent("tile", len(results), len(grid)))
+        todo = iter(range(len(grid)))
+        pending = deque(submit(k) for k, _ in zip(todo, range(2 * workers)))
+        while pending:
+            k, job = pending.popleft()
+            blend.add(k, job.get())
+            progress(ProgressEvent("tile", len(blend.done), len(grid)))
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(submit(nxt))
         pool.close()
         return None
     except KeyboardInterrupt:
-        return f"interrupted with {len(results)} of {len(grid)} tiles fused"
+        return f"interrupted with {len(blend.done)} of {len(grid)} tiles fused"
     finally:
         pool.terminate()
         pool.join()
 
 
-def _blend(grid, results: dict[int, TileResult], n, c, h, w, s, overlap):
-    cpu = torch.device("cpu")
-    canvas = torch.zeros(1, c, h * s, w * s)
-    weight = torch.zeros(1, 1, h * s, w * s)
-    maps_acc = torch.zeros(n, 1, h, w)
-    initial_acc = torch.zeros(n, 1, h, w)
-    lr_weight = torch.zeros(1, 1, h, w)
-    history: list[dict] = []
-    emb_history: list[dict] = []
-    stopped = None
-    for k, (y0, y1, x0, x1) in enumerate(grid):
-        r = results[k]
-        w_lr = (feather(y1 - y0, y0 > 0, y1 < h, overlap // s, cpu)[:, None]
-                * feather(x1 - x0, x0 > 0, x1 < w, overlap // s, cpu)[None, :])
-        w_hr = (feather((y1 - y0) * s, y0 > 0, y1 < h, overlap, cpu)[:, None]
-                * feather((x1 - x0) * s, x0 > 0, x1 < w, overlap, cpu)[None, :])
-        canvas[:, :, y0 * s:y1 * s, x0 * s:x1 * s] += torch.from_numpy(r.rgb) * w_hr
-        weight[:, :, y0 * s:y1 * s, x0 * s:x1 * s] += w_hr
-        maps_acc[:, :, y0:y1, x0:x1] += torch.from_numpy(r.maps) * w_lr
-        initial_acc[:, :, y0:y1, x0:x1] += torch.from_numpy(r.initial) * w_lr
-        lr_weight[:, :, y0:y1, x0:x1] += w_lr
-        history += [{"tile": k, **row} for row in r.history]
-        emb_history += [{"tile": k, **row} for row in r.embedding_history]
-        stopped = stopped or r.stopped
-    last = results[len(grid) - 1].stops
-    fused = sum(1 for r in results.values() if "fusion" in r.stops)
-    stops = {**last, "tiles": {"count": len(grid), "fused": fused}}
-    # in place: the canvas is the biggest tensor of a tiled run
-    return (canvas.div_(weight).clamp_(0, 1), maps_acc.div_(lr_weight), initial_acc.div_(lr_weight), history,
-            emb_history, stops, stopped)
+class Blender:
+    """Accumulates tiles into the output as they come, with feathered weights, so a tiled run holds the output
+    canvas and one tile at a time, never every tile's result."""
+
+    def __init__(self, grid, n: int, c: int, h: int, w: int, s: int, overlap: int):
+        cpu = torch.device("cpu")
+        self.grid, self.h, self.w, self.s, self.overlap, self.cpu = grid, h, w, s, overlap, cpu
+        self.canvas = torch.zeros(1, c, h * s, w * s)
+        self.weight = torch.zeros(1, 1, h * s, w * s)
+        self.maps = torch.zeros(n, 1, h, w)
+        self.initial = torch.zeros(n, 1, h, w)
+        self.lr_weight = torch.zeros(1, 1, h, w)
+        self.history: list[dict] = []
+        self.embedding_history: list[dict] = []
+        self.stopped = None
+        self.done: set[int] = set()
+        self.fused = 0
+        self.last_stops: dict = {}
+
+    def add(self, k: int, r: TileResult, fused: bool = True) -> None:
+        y0, y1, x0, x1 = self.grid[k]
+        h, w, s, ov, cpu = self.h, self.w, self.s, self.overlap, self.cpu
+        w_lr = (feather(y1 - y0, y0 > 0, y1 < h, ov // s, cpu)[:, None]
+                * feather(x1 - x0, x0 > 0, x1 < w, ov // s, cpu)[None, :])
+        w_hr = (feather((y1 - y0) * s, y0 > 0, y1 < h, ov, cpu)[:, None]
+                * feather((x1 - x0) * s, x0 > 0, x1 < w, ov, cpu)[None, :])
+        self.canvas[:, :, y0 * s:y1 * s, x0 * s:x1 * s] += torch.from_numpy(r.rgb) * w_hr
+        self.weight[:, :, y0 * s:y1 * s, x0 * s:x1 * s] += w_hr
+        self.maps[:, :, y0:y1, x0:x1] += torch.from_numpy(r.maps) * w_lr
+        self.initial[:, :, y0:y1, x0:x1] += torch.from_numpy(r.initial) * w_lr
+        self.lr_weight[:, :, y0:y1, x0:x1] += w_lr
+        self.history += [{"tile": k, **row} for row in r.history]
+        self.embedding_history += [{"tile": k, **row} for row in r.embedding_history]
+        self.stopped = self.stopped or r.stopped
+        self.done.add(k)
+        if fused and "fusion" in r.stops:
+            self.fused += 1
+        if k == len(self.grid) - 1 or not self.last_stops:
+            self.last_stops = r.stops
+
+    def result(self):
+        stops = {**self.last_stops, "tiles": {"count": len(self.grid), "fused": self.fused}}
+        # in place: the canvas is the biggest tensor of a tiled run
+        return (self.canvas.div_(self.weight).clamp_(0, 1), self.maps.div_(self.lr_weight),
+                self.initial.div_(self.lr_weight), self.history, self.embedding_history, stops, self.stopped)

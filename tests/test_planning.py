@@ -144,3 +144,10 @@ def test_memory_cap_from_the_environment(monkeypatch):
     monkeypatch.setenv("FUSIONKIT_MEMORY_GIB", "lots")
     with pytest.raises(RunError, match="FUSIONKIT_MEMORY_GIB"):
         available_memory(torch.device("cpu"))
+
+
+def test_tile_numbers_are_listed_as_ranges():
+    from fusionkit.tiling import _ranges
+
+    assert _ranges([0]) == "1"
+    assert _ranges([2, 4, 5, 6, 7, 8, 10]) == "3, 5-9, 11"
