@@ -20,7 +20,7 @@ from .errors import FusionkitError, PluginError, RunError
 from .imaging import rgb_to_ycbcr, to_luma, ycbcr_to_rgb
 from .interfaces import FocusMeasure, Fuser, Generator, Loss, LossContext, Resampler
 from .io import Stack
-from .optimisation import IterateAverage, Loop, StopDecision, autocast, resolve_precision
+from .optimisation import IterateAverage, Loop, StopDecision, adam, autocast, resolve_precision
 from .planning import MemoryPlan, Planner, StackShape, tile_grid
 from .tiling import feather, fuse_tiles
 from .presets import embedding_iterations
@@ -135,7 +135,7 @@ def embed_decision(spec: PipelineSpec, catalog: Catalog, luma: Tensor, maps: Ten
         z = torch.rand(1, 3, h, w, device=device) * 0.01
     else:
         z = luma.mean(0, keepdim=True)
-    opt = torch.optim.Adam(gen.parameters(), lr=de.lr)
+    opt = adam(gen.parameters(), de.lr, device)
     ctx = LossContext(output=maps, output_low=maps, inputs=luma, maps=maps, scale=1, stage="embedding")
     precision = resolve_precision(spec.precision, device)
     iterations = embedding_iterations(spec.iterations, de.iterations)
@@ -430,7 +430,7 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
     gen: Generator = build(catalog, "generator", spec.generator, z.shape[1], c).to(device)
     terms: list[tuple[str, float, Loss]] = [(t.name, t.weight, build(catalog, "loss", t)) for t in spec.losses
                                             if t.weight > 0]
-    opt = torch.optim.Adam(gen.parameters(), lr=spec.optimizer.lr)
+    opt = adam(gen.parameters(), spec.optimizer.lr, device)
     precision = resolve_precision(spec.precision, device)
     base = None
     if spec.generator.residual:
