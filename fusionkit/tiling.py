@@ -46,6 +46,7 @@ class TileResult:
     stops: dict
     stopped: str | None
     interrupted: str | None
+    downsampler: dict | None = None   # what an estimated downsampler learnt on this tile (engine.downsampler_outputs)
 
 
 def fuse_tile(spec: PipelineSpec, catalog, x: Tensor, maps: Tensor | None, device: torch.device,
@@ -56,7 +57,7 @@ def fuse_tile(spec: PipelineSpec, catalog, x: Tensor, maps: Tensor | None, devic
 
     r = _fuse_region(spec, catalog, x, maps, progress or (lambda e: None), device, timings or Timings())
     return TileResult(r.rgb.cpu().numpy(), r.maps.cpu().numpy(), r.initial.cpu().numpy(), r.history,
-                      r.embedding_history, r.stops, r.stopped, r.interrupted)
+                      r.embedding_history, r.stops, r.stopped, r.interrupted, r.downsampler)
 
 
 def _worker_init() -> None:
@@ -77,7 +78,8 @@ def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progres
                workers: int = 1):
     """Fuse ``x`` ``[N, C, h, w]`` tile by tile (``workers`` > 1: that many processes at once, CPU only) and blend.
 
-    Returns ``(rgb, maps, initial, history, embedding_history, stops, stopped, interrupted)``. An interrupted
+    Returns ``(rgb, maps, initial, history, embedding_history, stops, stopped, interrupted, downsampler)``, the last
+    what an estimated downsampler learnt on each tile (:func:`tile_downsamplers`). An interrupted
     tiled run keeps the finished tiles and fills the others with the two-step composite, so the image is complete
     and says what it is.
     """
@@ -126,7 +128,17 @@ def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progres
             results[k] = fuse_tile(composite, catalog, tile_x(k), tile_maps(k), device)
         interrupted = (f"{interrupted}; tiles {', '.join(str(k + 1) for k in missing)} of {len(grid)} are the "
                        "two-step composite")
-    return _blend(grid, results, n, c, h, w, s, plan.overlap) + (interrupted,)
+    return _blend(grid, results, n, c, h, w, s, plan.overlap) + (interrupted, tile_downsamplers(results))
+
+
+def tile_downsamplers(results: dict[int, TileResult]) -> dict | None:
+    """An estimated downsampler learns on each tile separately: the reports as ``{"tiles": [report per tile]}`` and
+    the artifacts named ``tile_NN_NAME`` (None when no tile reports anything)."""
+    reported = {k: r.downsampler for k, r in sorted(results.items()) if r.downsampler is not None}
+    if not reported:
+        return None
+    return {"report": {"tiles": [{"tile": k, **(d["report"] or {})} for k, d in reported.items()]},
+            "artifacts": {f"tile_{k:02d}_{name}": a for k, d in reported.items() for name, a in d["artifacts"].items()}}
 
 
 def _run_parallel(spec, grid, tile_x, tile_maps, results, workers, progress) -> str | None:
