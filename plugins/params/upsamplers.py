@@ -46,12 +46,14 @@ class LearnedKernelResamplerParams(Params):
         "signed", description="signed: taps projected to sum 1, negative lobes allowed (lanczos2 and bicubic have "
                               "them); softmax: non-negative taps summing to 1 (a physical blur; the init's "
                               "negative lobes are dropped)")
-    lr: float = Field(0.01, gt=0.0, le=1.0,
+    lr: float = Field(0.1, gt=0.0, le=1.0,
                       description="Adam learning rate of the kernel parameters (in units of 1/taps per tap, "
                                   "or logits for softmax); follows the fusion loop's schedule")
-    frozen_for: float = Field(0.2, ge=0.0, lt=1.0,
+    frozen_for: float = Field(0.0, ge=0.0, lt=1.0,
                               description="fraction of the fusion iterations, from the start, with the kernel "
-                                          "held at its initial value (the generator first fits an image)")
+                                          "held at its initial value (measured: a freeze lets the generator fit a "
+                                          "blurred image under the initial kernel, which then hardly moves; "
+                                          "docs/degradation.md)")
     centre_weight: float = Field(1.0, ge=0.0,
                                  description="weight of the centre-of-mass prior |E[offset]|^2 (HR pixels^2)")
     smoothness_weight: float = Field(0.01, ge=0.0,
