@@ -289,3 +289,15 @@ def test_registered_with_the_builtins():
     info = build_catalog().get("resampler", "learned_kernel")
     assert info.cls is LearnedKernelResampler and info.dist == "fusionkit"
     assert issubclass(info.cls, Resampler)
+
+
+def test_a_tiled_run_estimates_one_kernel_per_tile(tmp_path, small_pair):
+    spec = {"name": "t", "downsampler": {"name": "learned_kernel"}, "output": {"dir": str(tmp_path / "run")}}
+    r = fusionkit.run(spec, [*QUICK, "tiling.tile=32", "tiling.overlap=16", "tiling.workers=1"],
+                      inputs=small_pair.inputs)
+    m = json.loads((r.run_dir / "manifest.json").read_text())
+    assert m["memory"]["mode"] == "tiled"
+    tiles = m["downsampler"]["tiles"]
+    assert [t["tile"] for t in tiles] == [0, 1, 2, 3] and all(t["kernels"][0]["estimated"] for t in tiles)
+    for k in range(4):
+        assert (r.run_dir / "downsampler" / f"tile_{k:02d}_kernel_x2.npy").is_file()
