@@ -45,7 +45,8 @@ def _gauss_sigma(kernel: str) -> float | None:
 def degradation(kernel: str, factor: int) -> dict:
     """How ``downsample(..., kernel)`` makes the LR inputs, as recorded with the figures."""
     if kernel == "area":
-        return {"name": kernel, "factor": factor, "kind": "area", "how": f"cv2.resize INTER_AREA (x{factor} block mean)"}
+        return {"name": kernel, "factor": factor, "kind": "area",
+                "how": f"cv2.resize INTER_AREA (x{factor} block mean)"}
     sigma = _gauss_sigma(kernel)
     if sigma is not None:
         from fusionkit_plugins.upsamplers import kernels

@@ -69,7 +69,8 @@ def markdown(table: list[dict], dfp_names: list[str]) -> str:
     kernels = list(dict.fromkeys(t["degradation"] for t in table))
     names = list(dict.fromkeys(t["method"] for t in table))
     cell = {(t["degradation"], t["method"]): t for t in table}
-    head = "| degradation | " + " | ".join(names) + " | " + " | ".join(f"{d} − {REFERENCE}" for d in dfp_names) + " |"
+    head = ("| degradation | " + " | ".join(names) + " | "
+            + " | ".join(f"{d} − {REFERENCE}" for d in dfp_names) + " |")
     lines = [head, "|" + "---|" * (1 + len(names) + len(dfp_names))]
     for k in kernels:
         parts = [k]
@@ -94,7 +95,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     help="override for every DFP run (e.g. iterations=20)")
     ap.add_argument("--variant", action="append", default=[],
-                    help="NAME=OVERRIDE[;OVERRIDE...]: another DFP column, e.g. learned=downsampler.name=learned_kernel")
+                    help="NAME=OVERRIDE[;OVERRIDE...]: another DFP column, "
+                         "e.g. learned=downsampler.name=learned_kernel")
     ap.add_argument("--dfp-spec", default=str(ROOT / "examples" / "dfp-x2.yaml"), help="its scale is overridden")
     ap.add_argument("--baseline-spec", default=str(ROOT / "examples" / "two-step-x2.yaml"))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")

@@ -22,8 +22,8 @@ from .lanczos import Lanczos2Resampler, Lanczos3Resampler
 from .learned_kernel import LearnedKernelResampler
 from .separable import SeparableResampler
 
-__all__ = ["BicubicResampler", "BilinearResampler", "BoxResampler", "Lanczos2Resampler", "Lanczos3Resampler", "LearnedKernelResampler",
-           "ResampleError", "SeparableResampler", "register_resamplers"]
+__all__ = ["BicubicResampler", "BilinearResampler", "BoxResampler", "Lanczos2Resampler", "Lanczos3Resampler",
+           "LearnedKernelResampler", "ResampleError", "SeparableResampler", "register_resamplers"]
 
 
 @hookimpl

@@ -16,7 +16,7 @@ from fusionkit.optimisation import Loop
 from fusionkit.registry import build_catalog
 from fusionkit.synthetic import make_stack, sample_image
 from fusionkit.tiling import TileResult, tile_downsamplers
-from fusionkit_plugins.upsamplers import (BicubicResampler, Lanczos2Resampler, LearnedKernelResampler, kernels)
+from fusionkit_plugins.upsamplers import BicubicResampler, Lanczos2Resampler, LearnedKernelResampler, kernels
 from fusionkit_plugins.upsamplers.learned_kernel import gaussian_width
 from fusionkit_plugins.upsamplers.separable import separable_down
 
@@ -85,7 +85,7 @@ def test_borders_are_reflected_and_tiny_images_replicated():
     assert res.down(torch.rand(1, 1, 4, 4), 4).shape == (1, 1, 1, 1)    # pad 6 > 4: replicated, no error
 
 
-# -- the priors, by hand ------------------------------------------------------------------------------------------------
+# -- the priors, by hand -----------------------------------------------------------------------------------------------
 
 
 def _box(rows: slice, cols: slice) -> torch.Tensor:
