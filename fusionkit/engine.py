@@ -61,6 +61,8 @@ class FusionOutcome:
     stops: dict[str, dict] = field(default_factory=dict)  # per loop: {reason, iteration, planned}
     memory: dict = field(default_factory=dict)             # the memory plan (fusionkit.planning.MemoryPlan)
     threads: int | None = None                             # CPU threads the run used
+    #: what an estimated downsampler learnt (``{"report": dict, "artifacts": {name: array}}``), None for a fixed one
+    downsampler: dict | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -211,6 +213,7 @@ class _Region:
     stops: dict[str, dict]
     stopped: str | None = None
     interrupted: str | None = None
+    downsampler: dict | None = None   # see FusionOutcome.downsampler
 
 
 def fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, *, progress: ProgressCallback | None = None,
@@ -257,7 +260,7 @@ def _fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, progress: Progress
         fused=out, maps=region.maps[:, 0].cpu().numpy(), initial_maps=region.initial[:, 0].cpu().numpy(),
         loss_history=region.history, embedding_history=region.embedding_history, timings=timings.as_dict(),
         device=str(device), stopped_early=region.stopped, interrupted=region.interrupted, stops=region.stops,
-        memory=plan.as_dict(),
+        memory=plan.as_dict(), downsampler=region.downsampler,
     )
 
 
@@ -321,7 +324,20 @@ def _fuse_region(spec: PipelineSpec, catalog: Catalog, x: Tensor, maps: Tensor |
                 interrupted = f"interrupted at iteration {decision.iteration} of {decision.planned}"
     with timings.stage("chroma"):
         rgb = finish(fused)
-    return _Region(rgb, maps, initial, history, emb_history, stops, stopped, interrupted)
+    return _Region(rgb, maps, initial, history, emb_history, stops, stopped, interrupted, downsampler_outputs(down))
+
+
+def downsampler_outputs(down: Resampler) -> dict | None:
+    """What the downsampler reports after the fusion (its ``report()`` and ``artifacts()``), None when it reports
+    nothing (every fixed resampler)."""
+    try:
+        report, artifacts = down.report(), down.artifacts()
+    except Exception as exc:
+        raise PluginError(f"resampler {down.name!r} failed to report what it estimated: {type(exc).__name__}: {exc}",
+                          "report it to the plugin's author") from exc
+    if report is None and not artifacts:
+        return None
+    return {"report": report, "artifacts": {k: np.asarray(v) for k, v in (artifacts or {}).items()}}
 
 
 def focus_maps(spec: PipelineSpec, catalog: Catalog, luma: Tensor, progress: ProgressCallback) -> Tensor:
@@ -431,6 +447,14 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
     terms: list[tuple[str, float, Loss]] = [(t.name, t.weight, build(catalog, "loss", t)) for t in spec.losses
                                             if t.weight > 0]
     opt = adam(gen.parameters(), spec.optimizer.lr, device)
+    iters = spec.iterations
+    # an estimated downsampler (Resampler.trainable_parameters): its tensors join the optimiser as their own groups,
+    # with their own base learning rate (the schedule scales it too), frozen for their first ``frozen_for``
+    learnt = down.trainable_parameters(s, device)
+    learnt_params = [p for g in learnt for p in g.params]
+    thaw = [(round(g.frozen_for * iters), list(g.params)) for g in learnt]
+    for g in learnt:
+        opt.add_param_group({"params": list(g.params), "lr": g.lr, "base_lr": g.lr})
     precision = resolve_precision(spec.precision, device)
     base = None
     if spec.generator.residual:
@@ -439,9 +463,8 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
         with torch.no_grad(), autocast(precision, device):
             base = up.up(composite, s) - gen(z).float()
     ctx = LossContext(output=z, output_low=z, inputs=work, maps=maps, scale=s)
-    iters = spec.iterations
     history: list[dict] = []
-    names = ["total"] + [t[0] for t in terms]
+    names = ["total"] + [t[0] for t in terms] + (["downsampler_prior"] if learnt else [])
     average = IterateAverage(spec.output_average)
     weights = torch.tensor([w for _, w, _ in terms], device=device)
     crop = _crop_size(spec, z.shape[-2], z.shape[-1])
@@ -466,6 +489,9 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
 
     def step(it: int) -> Tensor:
         opt.zero_grad(set_to_none=True)
+        for start, params in thaw:
+            for p in params:
+                p.requires_grad_(it > start)
         if crop is None:
             out = forward(z)
             ctx.output = out
@@ -479,6 +505,9 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
             ctx.maps = maps[:, :, y // s:(y + ch) // s, x // s:(x + cw) // s]
         ctx.output_low = down.down(out, s)
         parts = torch.stack([fn(ctx) for _, _, fn in terms]) * weights
+        if learnt:
+            prior = down.prior_loss()
+            parts = torch.cat([parts, (prior if prior is not None else parts.new_zeros(())).reshape(1)])
         total = parts.sum()
         total.backward()
         opt.step()
@@ -493,6 +522,8 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
             last_good["x"] = average.value()
         else:   # the image exists only window by window: keep the weights that make it
             last_good["state"] = {k: v.detach().clone() for k, v in gen.state_dict().items()}
+        if learnt_params:
+            last_good["learnt"] = [p.detach().clone() for p in learnt_params]
         history.append({"iteration": it, **dict(zip(names, values)), "seconds": round(seconds, 3),
                         "stage": "generator"})
         progress(ProgressEvent("fusion", it, iters, values[0]))
@@ -516,6 +547,11 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
                            "iterate", "lower optimizer.lr (e.g. --set optimizer.lr=1e-4) or check the loss weights")
     if "state" in last_good:
         gen.load_state_dict(last_good["state"])
+    with torch.no_grad():   # the downsampler as at the last good iterate, fixed from here on (refinement included)
+        for p, good in zip(learnt_params, last_good.get("learnt", [])):
+            p.copy_(good)
+        for p in learnt_params:
+            p.requires_grad_(False)
     if "x" not in last_good:   # crop iterations, or iterations == 0 (the untrained generator's output)
         with torch.no_grad():
             last_good["x"] = whole_output()
@@ -540,6 +576,11 @@ def _refine(spec: PipelineSpec, x: Tensor, ctx: LossContext, terms, weights: Ten
     s = spec.scale
     px = x.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([px], lr=spec.refine.lr)
+    extra = None   # an estimated downsampler's prior: fixed here (its kernel is no longer trained), kept in the rows
+    if "downsampler_prior" in names:
+        with torch.no_grad():
+            prior = down.prior_loss()
+        extra = (prior if prior is not None else weights.new_zeros(())).detach().reshape(1).to(weights.device)
     total_its = spec.refine.iterations   # history rows continue after the generator's last step (``offset``)
 
     def step(it: int) -> Tensor:
@@ -547,6 +588,8 @@ def _refine(spec: PipelineSpec, x: Tensor, ctx: LossContext, terms, weights: Ten
         ctx.output = px
         ctx.output_low = down.down(px, s)
         parts = torch.stack([fn(ctx) for _, _, fn in terms]) * weights
+        if extra is not None:
+            parts = torch.cat([parts, extra])
         total = parts.sum()
         total.backward()
         opt.step()

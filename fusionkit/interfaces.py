@@ -74,10 +74,37 @@ class FocusMeasure(Component):
     def __call__(self, images: Tensor) -> Tensor: ...
 
 
+@dataclass
+class TrainableGroup:
+    """Tensors a component asks the fusion loop to optimise jointly with the generator (one Adam parameter group).
+
+    ``params``: leaf tensors with ``requires_grad``; ``lr``: their own base learning rate (the loop's schedule
+    scales it as it scales the generator's); ``frozen_for``: the fraction of the loop's iterations, from the start,
+    during which they are held fixed (so the generator first fits a sensible image).
+    """
+
+    params: list
+    lr: float
+    frozen_for: float = 0.0
+
+
 class Resampler(Component):
     """Integer-factor resampling. ``down`` is differentiable (it sits inside the loss); ``up`` makes inputs and
     baselines. Both keep batch and channel dimensions: ``down([B,C,sH,sW], s) -> [B,C,H,W]`` and
-    ``up([B,C,H,W], s) -> [B,C,sH,sW]``."""
+    ``up([B,C,H,W], s) -> [B,C,sH,sW]``.
+
+    A resampler may also be *estimated* during the fusion (a downsampler whose kernel is learnt jointly with the
+    generator). Four optional methods make that extension point; their defaults describe a fixed resampler, so a
+    resampler that does not override them is used exactly as before:
+
+    - ``trainable_parameters(factor, device) -> list[TrainableGroup]``: called once by the fusion loop before it
+      builds its optimiser; the resampler makes its parameters for ``factor`` on ``device`` and returns them;
+    - ``prior_loss() -> Tensor | None``: a scalar penalty on those parameters, added to the fusion loss at every
+      iteration (None: no penalty);
+    - ``report() -> dict | None``: JSON-able facts about what was estimated, for the run's manifest;
+    - ``artifacts() -> dict[str, numpy array]``: arrays the run folder keeps (``downsampler/NAME.npy``, and a PNG
+      view of each 2-D one).
+    """
 
     kind = "resampler"
 
@@ -89,6 +116,22 @@ class Resampler(Component):
 
     @abstractmethod
     def up(self, x: Tensor, factor: int) -> Tensor: ...
+
+    def trainable_parameters(self, factor: int, device: Any) -> list[TrainableGroup]:
+        """The tensors the fusion loop optimises with the generator (default: none; a fixed resampler)."""
+        return []
+
+    def prior_loss(self) -> Tensor | None:
+        """A scalar penalty on the trainable parameters, added to the fusion loss (default: none)."""
+        return None
+
+    def report(self) -> dict | None:
+        """JSON-able facts about the estimated parameters for the manifest (default: none)."""
+        return None
+
+    def artifacts(self) -> dict[str, Any]:
+        """``{name: numpy array}`` to keep in the run folder (default: none)."""
+        return {}
 
 
 @dataclass

@@ -207,9 +207,10 @@ class Loop:
         self.monitor = monitor
 
     def _set_lr(self, iteration: int) -> None:
-        rate = self.lr * lr_factor(self.schedule, iteration, self.iterations, self.warmup, self.final_lr)
+        factor = lr_factor(self.schedule, iteration, self.iterations, self.warmup, self.final_lr)
         for group in self.optimizer.param_groups:
-            group["lr"] = rate
+            # a group with its own "base_lr" (e.g. a learnt downsampler's kernel) follows the same schedule
+            group["lr"] = group.get("base_lr", self.lr) * factor
 
     def run(self, step, on_record) -> StopDecision:
         deadline = Deadline(self.stop.max_seconds if self.stop is not None else None)

@@ -222,7 +222,7 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
     n, h, w, c = stack.images.shape
     last = outcome.loss_history[-1] if outcome.loss_history else None
     status = "stopped_early" if outcome.stopped_early else "interrupted" if outcome.interrupted else "ok"
-    return {
+    manifest = {
         "fusionkit": __version__,
         "status": status,                 # ok | stopped_early (NaN/inf loss) | interrupted (SIGINT/SIGTERM)
         "complete": status == "ok",       # the run went as the spec asked (a stopping rule counts as ok)
@@ -247,6 +247,9 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
         "final_loss": last,
         "outputs": {},
     }
+    if outcome.downsampler is not None:   # an estimated downsampler (e.g. learned_kernel): what it learnt
+        manifest["downsampler"] = {"name": spec.downsampler.name, **(outcome.downsampler["report"] or {})}
+    return manifest
 
 
 def _write_outputs(run_dir: Path, resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome,
@@ -271,8 +274,28 @@ def _write_outputs(run_dir: Path, resolved: ResolvedSpec, stack: Stack, outcome:
     if outcome.embedding_history:
         outputs["embedding_loss_csv"] = "embedding_loss.csv"
         write_text(run_dir / "embedding_loss.csv", _csv(outcome.embedding_history))
+    if outcome.downsampler is not None and outcome.downsampler["artifacts"]:
+        outputs["downsampler"] = _write_artifacts(run_dir, outcome.downsampler["artifacts"])
     outputs["spec"] = "spec.resolved.yaml"
     write_text(run_dir / "spec.resolved.yaml", resolved.to_yaml())
+
+
+def _write_artifacts(run_dir: Path, artifacts: dict[str, np.ndarray]) -> list[str]:
+    """An estimated downsampler's arrays: ``downsampler/NAME.npy`` each, and ``downsampler/NAME.png`` for a 2-D one
+    (min to max as black to white, each value a 16x16 block, so a small kernel can be seen)."""
+    names = []
+    for name, array in artifacts.items():
+        buf = _io.BytesIO()
+        np.save(buf, array)
+        write_bytes(run_dir / "downsampler" / f"{name}.npy", buf.getvalue())
+        names.append(f"downsampler/{name}.npy")
+        if array.ndim == 2 and array.size:
+            lo, hi = float(array.min()), float(array.max())
+            view = (array - lo) / (hi - lo) if hi > lo else np.zeros_like(array)
+            view = np.kron(view, np.ones((16, 16))).astype(np.float32)
+            write_image(run_dir / "downsampler" / f"{name}.png", view[:, :, None], 8)
+            names.append(f"downsampler/{name}.png")
+    return names
 
 
 def _csv(rows: list[dict]) -> str:

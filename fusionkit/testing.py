@@ -27,7 +27,8 @@ if typing.TYPE_CHECKING:  # pragma: no cover
     from .registry import Catalog
 
 __all__ = ["check_plugin", "check_component", "check_identity", "check_params", "check_focus_measure",
-           "check_resampler", "check_generator", "check_loss", "check_metric", "check_metric_ideal",
+           "check_resampler", "check_estimated_resampler", "check_generator", "check_loss", "check_metric",
+           "check_metric_ideal",
            "check_light_field", "check_fuser", "check_model", "check_training_loss"]
 
 
@@ -170,6 +171,48 @@ def check_resampler(cls: type, factor: int) -> None:
     up.square().sum().backward()
     assert y.grad is not None and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0, \
         f"{cls.name}.up passes no finite gradient back"
+    check_estimated_resampler(cls, factor)
+
+
+def check_estimated_resampler(cls: type, factor: int) -> None:
+    """The optional extension point of an estimated resampler (``trainable_parameters``, ``prior_loss``, ``report``,
+    ``artifacts``): the groups are well formed, gradients of ``down`` and of the prior reach every trainable tensor,
+    and the report is JSON. A fixed resampler (no trainable parameters) passes trivially, but must report nothing."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from .interfaces import TrainableGroup
+
+    res = cls()
+    groups = res.trainable_parameters(factor, torch.device("cpu"))
+    assert isinstance(groups, list) and all(isinstance(g, TrainableGroup) for g in groups), \
+        f"{cls.name}.trainable_parameters must return a list of fusionkit.interfaces.TrainableGroup"
+    if not groups:
+        assert res.prior_loss() is None and res.report() is None and not res.artifacts(), \
+            f"{cls.name} has no trainable parameters but reports a prior, a report or artifacts"
+        return
+    params = [p for g in groups for p in g.params]
+    for g in groups:
+        assert g.lr > 0 and 0 <= g.frozen_for < 1, f"{cls.name}: a group has lr {g.lr}, frozen_for {g.frozen_for}"
+    assert params and all(isinstance(p, torch.Tensor) and p.is_leaf and p.requires_grad for p in params), \
+        f"{cls.name}.trainable_parameters must give leaf tensors that require grad"
+    x = _rand(1, 3, 24, 24)
+    loss = (res.down(x, factor) - x[:, :, ::factor, ::factor]).square().mean()
+    prior = res.prior_loss()
+    assert prior is None or (isinstance(prior, torch.Tensor) and prior.dim() == 0 and torch.isfinite(prior)), \
+        f"{cls.name}.prior_loss must be None or a finite 0-d tensor"
+    (loss + (prior if prior is not None else 0)).backward()
+    missing = [i for i, p in enumerate(params) if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"{cls.name}: no finite gradient reaches trainable tensors {missing}"
+    assert any(p.grad.abs().sum() > 0 for p in params), f"{cls.name}: all gradients of its parameters are zero"
+    report = res.report()
+    assert report is None or isinstance(report, dict), f"{cls.name}.report must return a dict or None"
+    json.dumps(report, allow_nan=False)
+    arts = res.artifacts()
+    assert isinstance(arts, dict) and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in arts.items()), \
+        f"{cls.name}.artifacts must return {{name: numpy array}}"
 
 
 def check_generator(cls: type, channels: tuple[int, int] = (3, 3)) -> None:

@@ -46,6 +46,7 @@ class TileResult:
     stops: dict
     stopped: str | None
     interrupted: str | None
+    downsampler: dict | None = None   # what an estimated downsampler learnt on this tile (engine.downsampler_outputs)
 
 
 def fuse_tile(spec: PipelineSpec, catalog, x: Tensor, maps: Tensor | None, device: torch.device,
@@ -56,7 +57,7 @@ def fuse_tile(spec: PipelineSpec, catalog, x: Tensor, maps: Tensor | None, devic
 
     r = _fuse_region(spec, catalog, x, maps, progress or (lambda e: None), device, timings or Timings())
     return TileResult(r.rgb.cpu().numpy(), r.maps.cpu().numpy(), r.initial.cpu().numpy(), r.history,
-                      r.embedding_history, r.stops, r.stopped, r.interrupted)
+                      r.embedding_history, r.stops, r.stopped, r.interrupted, r.downsampler)
 
 
 def _worker_init() -> None:
@@ -77,7 +78,8 @@ def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progres
                workers: int = 1):
     """Fuse ``x`` ``[N, C, h, w]`` tile by tile (``workers`` > 1: that many processes at once, CPU only) and blend.
 
-    Returns ``(rgb, maps, initial, history, embedding_history, stops, stopped, interrupted)``. An interrupted
+    Returns ``(rgb, maps, initial, history, embedding_history, stops, stopped, interrupted, downsampler)``, the last
+    what an estimated downsampler learnt on each tile (:func:`tile_downsamplers`). An interrupted
     tiled run keeps the finished tiles and fills the others with the two-step composite, so the image is complete
     and says what it is.
     """
@@ -126,7 +128,17 @@ def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progres
         for k in missing:
             blend.add(k, fuse_tile(composite, catalog, tile_x(k), tile_maps(k), device), fused=False)
         interrupted = (f"{interrupted}; tiles {_ranges(missing)} of {len(grid)} are the two-step composite")
-    return blend.result() + (interrupted,)
+    return blend.result() + (interrupted, blend.downsampler())
+
+
+def tile_downsamplers(reported: dict[int, dict]) -> dict | None:
+    """An estimated downsampler learns on each tile separately: the reports as ``{"tiles": [report per tile]}`` and
+    the artifacts named ``tile_NN_NAME`` (None when no tile reports anything)."""
+    if not reported:
+        return None
+    return {"report": {"tiles": [{"tile": k, **(d["report"] or {})} for k, d in sorted(reported.items())]},
+            "artifacts": {f"tile_{k:02d}_{name}": a for k, d in sorted(reported.items())
+                          for name, a in d["artifacts"].items()}}
 
 
 def _ranges(ks: list[int]) -> str:
@@ -193,6 +205,7 @@ class Blender:
         self.embedding_history: list[dict] = []
         self.stopped = None
         self.done: set[int] = set()
+        self.downsamplers: dict[int, dict] = {}   # what an estimated downsampler learnt, per tile
         self.fused = 0
         self.last_stops: dict = {}
 
@@ -212,6 +225,8 @@ class Blender:
         self.embedding_history += [{"tile": k, **row} for row in r.embedding_history]
         self.stopped = self.stopped or r.stopped
         self.done.add(k)
+        if r.downsampler is not None:
+            self.downsamplers[k] = r.downsampler
         if fused and "fusion" in r.stops:
             self.fused += 1
         if k == len(self.grid) - 1 or not self.last_stops:
@@ -222,3 +237,6 @@ class Blender:
         # in place: the canvas is the biggest tensor of a tiled run
         return (self.canvas.div_(self.weight).clamp_(0, 1), self.maps.div_(self.lr_weight),
                 self.initial.div_(self.lr_weight), self.history, self.embedding_history, stops, self.stopped)
+
+    def downsampler(self) -> dict | None:
+        return tile_downsamplers(self.downsamplers)

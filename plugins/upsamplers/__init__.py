@@ -7,7 +7,8 @@ Each is a separable kernel (see :mod:`.kernels` for the geometry and :mod:`.sepa
 - ``lanczos3``: a wider Lanczos window;
 - ``bicubic``: Keys cubic, with ``a = -0.5`` by default;
 - ``bilinear``: triangle;
-- ``box``: block mean down, nearest up.
+- ``box``: block mean down, nearest up;
+- ``learned_kernel``: a small 2-D kernel estimated during the fusion (:mod:`.learned_kernel`), bicubic up.
 """
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from .bilinear import BilinearResampler
 from .box import BoxResampler
 from .checks import ResampleError
 from .lanczos import Lanczos2Resampler, Lanczos3Resampler
+from .learned_kernel import LearnedKernelResampler
 from .separable import SeparableResampler
 
 __all__ = ["BicubicResampler", "BilinearResampler", "BoxResampler", "Lanczos2Resampler", "Lanczos3Resampler",
-           "ResampleError", "SeparableResampler", "register_resamplers"]
+           "LearnedKernelResampler", "ResampleError", "SeparableResampler", "register_resamplers"]
 
 
 @hookimpl
 def register_resamplers(register):
-    for cls in (Lanczos2Resampler, Lanczos3Resampler, BicubicResampler, BilinearResampler, BoxResampler):
+    for cls in (Lanczos2Resampler, Lanczos3Resampler, BicubicResampler, BilinearResampler, BoxResampler,
+                LearnedKernelResampler):
         register(cls)

@@ -58,6 +58,12 @@ def box(x: Tensor) -> Tensor:
     return (x.abs() < 0.5).to(x.dtype)
 
 
+def gaussian(x: Tensor, sigma: float) -> Tensor:
+    """Gaussian ``exp(-x^2 / (2 sigma^2))`` (unnormalised: the taps are normalised after sampling). Not a built-in
+    resampler's kernel: it makes Gaussian-blur degradations (benchmarks, tests of kernel estimation)."""
+    return torch.exp(-0.5 * (x / sigma) ** 2)
+
+
 def down_offsets(support: float, factor: int) -> Tensor:
     """Offsets, in high-res pixels, from a low-res pixel centre to the high-res pixel centres strictly inside the
     stretched support ``support * factor``. These are half-integers for even ``factor`` and integers for odd."""
@@ -72,6 +78,15 @@ def down_taps(kernel: Kernel, support: float, factor: int) -> Tensor:
     :func:`down_offsets`, normalised to sum 1. It is symmetric, and the length has the parity of ``factor``."""
     w = kernel(down_offsets(support, factor) / factor)
     return w / w.sum()
+
+
+def gaussian_taps(sigma: float, factor: int) -> Tensor:
+    """The 1-D taps of a Gaussian blur of ``sigma`` high-res pixels followed by decimation by ``factor``, in the
+    pixel-centre geometry of ``down`` (the Gaussian is centred on the low-res pixel centre, so even factors give
+    half-integer offsets), over +-4 sigma (at least one low-res pixel), normalised to sum 1."""
+    if not sigma > 0:
+        raise ValueError(f"a Gaussian blur needs sigma > 0; got {sigma}")
+    return down_taps(lambda u: gaussian(u * factor, sigma), max(1.0, 4.0 * sigma / factor), factor)
 
 
 def down_pad(n_taps: int, factor: int) -> int:

@@ -104,3 +104,21 @@ class SeparableResampler(Resampler):
             rows = phases.view(f, 1, n, 1)
             cols = phases.repeat(f, 1).view(f * f, 1, 1, n)
         return rows.to(device=device, dtype=dtype), cols.to(device=device, dtype=dtype), pad
+
+
+def separable_down(x: Tensor, taps: Tensor, factor: int) -> Tensor:
+    """``down`` with given symmetric 1-D ``taps`` (e.g. :func:`.kernels.gaussian_taps`): replicated borders, one
+    strided pass along the width, one along the height. For degradations that are not a registered resampler."""
+    f = check_factor(factor)
+    check_image(x, "down")
+    check_divisible(x, f)
+    if f == 1:
+        return x
+    n = taps.numel()
+    pad = kernels.down_pad(n, f)
+    w = taps.to(device=x.device, dtype=x.dtype)
+    b, c, h, wd = x.shape
+    y = F.pad(x.reshape(b * c, 1, h, wd), (pad, pad, pad, pad), mode="replicate")
+    y = F.conv2d(y, w.view(1, 1, 1, n), stride=(1, f))
+    y = F.conv2d(y, w.view(1, 1, n, 1), stride=(f, 1))
+    return y.reshape(b, c, h // f, wd // f)
