@@ -15,7 +15,7 @@ from fusionkit.interfaces import Resampler, TrainableGroup
 from fusionkit.optimisation import Loop
 from fusionkit.registry import build_catalog
 from fusionkit.synthetic import make_stack, sample_image
-from fusionkit.tiling import TileResult, tile_downsamplers
+from fusionkit.tiling import Blender, TileResult, tile_downsamplers
 from fusionkit_plugins.upsamplers import BicubicResampler, Lanczos2Resampler, LearnedKernelResampler, kernels
 from fusionkit_plugins.upsamplers.learned_kernel import gaussian_width
 from fusionkit_plugins.upsamplers.separable import separable_down
@@ -274,15 +274,20 @@ def test_a_fixed_downsampler_run_is_unchanged(tmp_path, small_pair):
 
 
 def test_tiles_report_one_kernel_each():
-    def tile(report):
-        return TileResult(np.zeros(1), np.zeros(1), np.zeros(1), [], [], {}, None, None, report)
-
     k = np.eye(2, dtype=np.float32)
-    out = tile_downsamplers({0: tile({"report": {"kernels": [1]}, "artifacts": {"kernel_x2": k}}), 1: tile(None),
-                             2: tile({"report": {"kernels": [2]}, "artifacts": {"kernel_x2": k}})})
+    blend = Blender([(0, 2, 0, 2), (0, 2, 2, 4), (2, 4, 0, 2)], n=2, c=1, h=4, w=4, s=1, overlap=0)
+
+    def tile(report):
+        return TileResult(np.zeros((1, 1, 2, 2), np.float32), np.zeros((2, 1, 2, 2), np.float32),
+                          np.zeros((2, 1, 2, 2), np.float32), [], [], {}, None, None, report)
+
+    blend.add(0, tile({"report": {"kernels": [1]}, "artifacts": {"kernel_x2": k}}))
+    blend.add(1, tile(None))
+    blend.add(2, tile({"report": {"kernels": [2]}, "artifacts": {"kernel_x2": k}}))
+    out = blend.downsampler()
     assert out["report"] == {"tiles": [{"tile": 0, "kernels": [1]}, {"tile": 2, "kernels": [2]}]}
     assert set(out["artifacts"]) == {"tile_00_kernel_x2", "tile_02_kernel_x2"}
-    assert tile_downsamplers({0: tile(None)}) is None
+    assert tile_downsamplers({}) is None
 
 
 def test_registered_with_the_builtins():
