@@ -123,6 +123,8 @@ def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progres
     if not blend.done:
         raise KeyboardInterrupt
     missing = [k for k in range(len(grid)) if k not in blend.done]
+    if missing and interrupted is None:   # a tile went missing without a stop: a fusionkit bug, never a silent fill
+        raise RuntimeError(f"tiles {_ranges(missing)} of {len(grid)} were not fused and nothing stopped the run")
     if missing:   # the two-step composite, so the image is complete
         composite = spec.model_copy(update={"method": "composite"})
         for k in missing:
@@ -159,6 +161,7 @@ def _run_parallel(spec, grid, tile_x, tile_maps, blend: "Blender", workers, prog
     At most two tiles per worker are queued at a time, so the queued inputs stay small however many tiles the
     image has; each result is blended in as it arrives (in tile order)."""
     from collections import deque
+    from itertools import islice
 
     from .engine import ProgressEvent
 
@@ -172,7 +175,7 @@ def _run_parallel(spec, grid, tile_x, tile_maps, blend: "Blender", workers, prog
 
     try:
         todo = iter(range(len(grid)))
-        pending = deque(submit(k) for k, _ in zip(todo, range(2 * workers)))
+        pending = deque(submit(k) for k in islice(todo, 2 * workers))
         while pending:
             k, job = pending.popleft()
             blend.add(k, job.get())
