@@ -56,3 +56,16 @@ def texture(seed: int, size: int = 32, smooth: int = 2) -> np.ndarray:
     c = np.cumsum(np.cumsum(np.pad(x, ((1, 0), (1, 0))), 0), 1)
     box = (c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]) / (k * k)
     return (box - box.min()) / (box.max() - box.min())
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (tiny tensors gain nothing from intra-op threads, and on a loaded machine
+    OpenMP's waiting threads make each call take far longer); a module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -27,12 +27,7 @@ TINY_MODEL = {"name": "udpnet", "params": {"stages": 1, "predictor_widths": [4, 
                                            "image_widths": [4, 6, 8]}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

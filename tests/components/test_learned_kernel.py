@@ -21,12 +21,7 @@ from fusionkit_plugins.upsamplers.learned_kernel import gaussian_width
 from fusionkit_plugins.upsamplers.separable import separable_down
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the kernel -------------------------------------------------------------------------------------------------------

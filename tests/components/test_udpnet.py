@@ -17,12 +17,7 @@ from fusionkit_plugins.udpnet.model import (UDPNet, compose, gradient_image, gra
 TINY = dict(predictor_widths=[4, 6, 8], mask_widths=[4, 6, 8], image_widths=[4, 6, 8], stages=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def stack(b: int, k: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
