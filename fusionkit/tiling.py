@@ -111,7 +111,9 @@ def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progres
         else:
             for k in range(len(grid)):
                 try:
-                    r = fuse_tile(spec, catalog, tile_x(k), tile_maps(k), device, progress, timings)
+                    # the tile's own stages stay out of the run's timings: the enclosing "fusion" stage is the wall
+                    # time of all tiles, and counting both would add them up twice
+                    r = fuse_tile(spec, catalog, tile_x(k), tile_maps(k), device, progress)
                 except KeyboardInterrupt:
                     interrupted = f"interrupted in tile {k + 1} of {len(grid)} before its first good iterate"
                     break

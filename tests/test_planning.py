@@ -154,3 +154,16 @@ def test_tile_numbers_are_listed_as_ranges():
 
     assert _ranges([0]) == "1"
     assert _ranges([2, 4, 5, 6, 7, 8, 10]) == "3, 5-9, 11"
+
+
+def test_a_tiled_run_counts_its_time_once(pair):
+    import time
+
+    over = [*QUICK, "iterations=10", "refine.iterations=2", "tiling.tile=32", "tiling.overlap=16",
+            "tiling.workers=1", "threads=1"]
+    t0 = time.perf_counter()
+    r = fusionkit.run({"name": "t"}, over, inputs=pair.inputs, write=False)
+    wall = time.perf_counter() - t0
+    timings = r.manifest["timings"]
+    assert r.manifest["memory"]["mode"] == "tiled"
+    assert timings["total"] <= wall, (timings, wall)
