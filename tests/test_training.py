@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -320,6 +321,8 @@ def test_two_processes_under_torchrun(tmp_path, folders):
                            "-m", "fusionkit.cli", "train", str(path)], capture_output=True, text=True,
                           timeout=300, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    # not a terminal: progress as plain lines for a log, the last step always shown, no escape codes
+    assert "\x1b[" not in done.stderr and re.search(r"^training\s+4/4\s", done.stderr, re.M), done.stderr[-2000:]
     runs = [p for p in tmp_path.iterdir() if p.name.startswith("ddp")]
     assert [p.name for p in runs] == ["ddp"], "only rank 0 made a folder"
     m = json.loads((tmp_path / "ddp" / "manifest.json").read_text())
