@@ -102,14 +102,14 @@ def test_priors_by_hand():
                                  boundary_weight=5.0)
     res.trainable_parameters(2, "cpu")
     res.load_kernel(2, _box(slice(1, 3), slice(1, 3)))
-    p = {k: float(v) for k, v in res.priors(2).items()}
+    p = {k: float(v.detach()) for k, v in res.priors(2).items()}
     assert p["centre"] == pytest.approx(0, abs=1e-10)
     assert p["smoothness"] == pytest.approx(0.5, rel=1e-5)
     assert p["boundary"] == pytest.approx(0, abs=1e-10)
     assert float(res.prior_loss()) == pytest.approx(3.0 * 0.5, rel=1e-5)
 
     res.load_kernel(2, _box(slice(0, 2), slice(0, 2)))
-    p = {k: float(v) for k, v in res.priors(2).items()}
+    p = {k: float(v.detach()) for k, v in res.priors(2).items()}
     side, corner = math.hypot(1.5, 0.5) / 2, math.hypot(1.5, 1.5) / 2
     boundary = 0.25 * (2 * (side - 0.5) ** 2 + (corner - 0.5) ** 2)
     assert p["centre"] == pytest.approx(2.0, rel=1e-5)
