@@ -106,7 +106,7 @@ def test_priors_by_hand():
     assert p["centre"] == pytest.approx(0, abs=1e-10)
     assert p["smoothness"] == pytest.approx(0.5, rel=1e-5)
     assert p["boundary"] == pytest.approx(0, abs=1e-10)
-    assert float(res.prior_loss()) == pytest.approx(3.0 * 0.5, rel=1e-5)
+    assert float(res.prior_loss().detach()) == pytest.approx(3.0 * 0.5, rel=1e-5)
 
     res.load_kernel(2, _box(slice(0, 2), slice(0, 2)))
     p = {k: float(v.detach()) for k, v in res.priors(2).items()}
@@ -115,7 +115,7 @@ def test_priors_by_hand():
     assert p["centre"] == pytest.approx(2.0, rel=1e-5)
     assert p["smoothness"] == pytest.approx(0.25, rel=1e-5)
     assert p["boundary"] == pytest.approx(boundary, rel=1e-5)
-    assert float(res.prior_loss()) == pytest.approx(2.0 * 2.0 + 3.0 * 0.25 + 5.0 * boundary, rel=1e-5)
+    assert float(res.prior_loss().detach()) == pytest.approx(2.0 * 2.0 + 3.0 * 0.25 + 5.0 * boundary, rel=1e-5)
 
 
 def test_centre_prior_is_zero_for_every_symmetric_start_and_pulls_an_off_centre_kernel_back():
