@@ -256,15 +256,28 @@ class LightFieldSource(Component):
 class TrainingBatch:
     """One training step's data, as a trainable model and its losses see it.
 
-    ``sources``: ``[B, K, 1, h, w]`` luma crops in [0, 1] (K >= 2 inputs of one scene each); ``truth``: the
-    all-in-focus ``[B, 1, h, w]`` where the data has one (synthetic stacks), else None; ``generator``: a seeded CPU
-    ``torch.Generator`` for the model's random training operations (e.g. blind-spot masks), so a step is
-    reproducible from the seed and the step number alone.
+    ``sources``: ``[B, K, 1, h, w]`` luma crops in [0, 1] (K >= 2 inputs of one scene each), the model's inputs
+    (low-resolution when ``scale > 1``); ``truth``: the all-in-focus ``[B, 1, h, w]`` at the inputs' resolution where
+    the data has one (synthetic stacks), else None; ``generator``: a seeded CPU ``torch.Generator`` for the model's
+    random training operations (e.g. blind-spot masks), so a step is reproducible from the seed and the step alone.
+
+    For joint fusion and super-resolution (``data.scale`` s in the training spec): ``hr_sources`` ``[B, K, 1, sh,
+    sw]`` is each input at high resolution (``sources`` is it downsampled by the spec's ``data.downsampler``) and
+    ``hr_truth`` ``[B, 1, sh, sw]`` the all-in-focus image at high resolution (None without ground truth). At scale
+    1 they are the very tensors ``sources`` and ``truth``. ``masks``: ``[B, K, 1, h, w]`` the ground-truth decision
+    maps at the inputs' resolution (the high-resolution region masks area-averaged; >= 0, summing to 1 over K), for
+    synthetic data only, else None. ``phase``: the name of the current training phase (None when the spec has no
+    ``phases``), so a model computes only what that phase needs.
     """
 
     sources: Tensor
     truth: Tensor | None
     generator: Any
+    scale: int = 1
+    hr_sources: Tensor | None = None
+    hr_truth: Tensor | None = None
+    masks: Tensor | None = None
+    phase: str | None = None
 
 
 class TrainingLoss(Component):
@@ -323,7 +336,11 @@ def _make_trainable_model() -> type[Component]:
         - ``fuse(sources[B,K,1,H,W]) -> (fused[B,1,H,W], maps[B,K,1,H,W])``: inference on luma stacks of any K >= 2
           (validation scores it): the fused luma and the per-input weight maps (>= 0, summing to 1) it composes;
         - ``TrainingParams``: options of the training procedure only (not the architecture: they are not stored with
-          the weights).
+          the weights);
+        - ``parameter_groups() -> {name: module}`` (optional; default ``{"all": self}``): the named parts a training
+          phase may train (``phases[].train``); the parameters of every other part are frozen in that phase and its
+          modules put in eval mode. A super-resolving model (``batch.scale`` s) returns ``fused[B,1,sH,sW]`` from
+          ``fuse``.
 
         The weights are data: ``fusionkit.weights`` saves them with the model's name and ``Params`` and refuses to load
         them into a different architecture. A trained model serves a pipeline through components of the existing kinds
@@ -351,6 +368,11 @@ def _make_trainable_model() -> type[Component]:
 
         @abstractmethod
         def fuse(self, sources: Tensor) -> tuple[Tensor, Tensor]: ...
+
+        def parameter_groups(self) -> "dict[str, nn.Module]":
+            """The parts a training phase can train by name (``phases[].train``); one group of everything by
+            default. Groups may overlap; a phase trains the union of its groups' parameters."""
+            return {"all": self}
 
     TrainableModel.__qualname__ = "TrainableModel"
     TrainableModel.__module__ = __name__
