@@ -3,7 +3,9 @@
 Used by ``fusionkit demo`` (no data needed: a scikit-image sample) and by the tests. A smooth random field,
 thresholded, splits the scene into depth layers; input i is sharp on layer i and Gaussian-blurred elsewhere
 (the defocus model of FAP-SR Eq. 21 with a Gaussian PSF). Low-resolution inputs are made by an antialiased
-downsampler so the ground truth is the full-resolution all-in-focus image.
+downsampler so the ground truth is the full-resolution all-in-focus image. :func:`region_map` and
+:func:`region_stack` are Eq. 21 itself for K inputs (random regions bounded by contours, one blur), used by the
+training data's ``binary_regions`` pattern.
 """
 from __future__ import annotations
 
@@ -49,6 +51,36 @@ def layer_map(shape: tuple[int, int], n_layers: int, rng: np.random.Generator, s
     field = cv2.GaussianBlur(field, (0, 0), sigmaX=sigma, borderType=cv2.BORDER_REFLECT)
     edges = np.quantile(field, np.linspace(0, 1, n_layers + 1)[1:-1])
     return np.digitize(field, edges).astype(np.int64)
+
+
+def region_map(shape: tuple[int, int], n_regions: int, rng: np.random.Generator, min_share: float = 0.25,
+               tries: int = 20) -> np.ndarray:
+    """Integer map of a random partition into ``n_regions`` regions bounded by smooth contours (FAP-SR Eq. 21's
+    random binary decision masks, generalised to K): the argmax of K independent smoothed noise fields, each with
+    its own smoothness and offset, so the regions are blobs of any shape and area rather than ordered bands.
+
+    Every region covers at least ``min_share / n_regions`` of the pixels: a draw that leaves one smaller is redrawn
+    (at most ``tries`` times, then the equal-area bands of :func:`layer_map` are used). Deterministic in ``rng``.
+    """
+    h, w = shape
+    need = min_share * h * w / n_regions
+    for _ in range(tries):
+        sigma = float(rng.uniform(0.06, 0.2)) * max(h, w)
+        fields = np.empty((n_regions, h, w), np.float32)
+        for k in range(n_regions):
+            f = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigmaX=sigma,
+                                 borderType=cv2.BORDER_REFLECT)
+            fields[k] = (f - f.mean()) / max(float(f.std()), 1e-8) + float(rng.normal(0.0, 0.3))
+        labels = fields.argmax(0)
+        if np.bincount(labels.ravel(), minlength=n_regions).min() >= need:
+            return labels.astype(np.int64)
+    return layer_map(shape, n_regions, rng)
+
+
+def region_stack(image: np.ndarray, labels: np.ndarray, blurred: np.ndarray, n: int) -> np.ndarray:
+    """FAP-SR Eq. 21 for ``n`` inputs: input k is ``image`` inside region k (``labels == k``) and ``blurred``
+    (``f_blur(image)``) elsewhere. ``image``, ``blurred``: ``[H, W]``; returns ``[n, H, W]``."""
+    return np.stack([np.where(labels == i, image, blurred) for i in range(n)])
 
 
 def defocus(img: np.ndarray, sigma: float, kernel: str = "gaussian") -> np.ndarray:
