@@ -2,14 +2,21 @@
 
 - ``stacks`` sources: real focal stacks discovered as ``fusionkit eval`` does (:mod:`fusionkit.dataset`), minus
   the excluded ids; their ground truth, when present, is used for validation scores only.
-- ``synthetic`` sources: all-in-focus images; each training crop becomes a K-input stack on the fly by the rules
-  of ``fusionkit synth`` (:func:`fusionkit.synthetic.make_stack`: smooth random depth layers, defocus growing with
-  the layer distance), with its all-in-focus crop as ground truth.
+- ``synthetic`` sources: all-in-focus images; each training crop becomes a K-input stack on the fly, with its
+  all-in-focus crop as ground truth and the exact decision masks: ``depth_layers`` by the rules of ``fusionkit
+  synth`` (:func:`fusionkit.synthetic.make_stack`: smooth random depth layers, defocus growing with the layer
+  distance), ``binary_regions`` by FAP-SR Eq. 21 for K inputs (:func:`fusionkit.synthetic.region_map`: a random
+  partition into K regions bounded by contours; input k sharp in region k, one blur elsewhere).
+
+Super-resolution (``data.scale`` s > 1): the crops, their ground truth and masks are made and augmented at high
+resolution, then the inputs and the ground truth are downsampled by ``data.downsampler`` (the resampler that
+``fusionkit eval --protocol mfisrf`` makes its inputs with, clamped to [0, 1] as there) and the masks
+area-averaged; the batch carries both resolutions (:class:`fusionkit.interfaces.TrainingBatch`).
 
 Every image is held as BT.601 luma (the paper fuses the Y channel). A fixed share of each source's items is held
-out for validation (chosen by the seed). Process ``r`` of ``W`` trains on every W-th remaining item (its shard).
-A step's batch depends only on ``(seed, step, rank)``, never on what ran before, which is what lets ``--resume``
-continue bit for bit.
+out for validation (chosen by the seed, or the source's ``validation_ids``). Process ``r`` of ``W`` trains on every
+W-th remaining item (its shard). A step's batch depends only on ``(seed, step, rank)``, never on what ran before,
+which is what lets ``--resume`` continue bit for bit.
 """
 from __future__ import annotations
 
@@ -19,13 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..dataset import discover
 from ..errors import InputError
 from ..imaging import LUMA
 from ..interfaces import TrainingBatch
 from ..io import IMAGE_SUFFIXES, read_image
-from ..synthetic import make_stack
+from ..synthetic import defocus, make_stack, region_map, region_stack
 from .spec import DataSource, TrainSpec
 
 
@@ -64,6 +72,8 @@ class TrainingData:
     seed: int
     rank: int = 0
     world: int = 1
+    scale: int = 1
+    downsampler: object = None    # the resampler (kind resampler) whose ``down`` makes the inputs when scale > 1
 
     @property
     def n_train_items(self) -> int:
@@ -140,20 +150,32 @@ def _read_source(spec: DataSource, stack_size: int, crop: int) -> tuple[list[Ite
     return items, dropped
 
 
-def load_data(spec: TrainSpec, rank: int = 0, world: int = 1) -> TrainingData:
+def load_data(spec: TrainSpec, rank: int = 0, world: int = 1, catalog=None) -> TrainingData:
     """Read every source, split off the validation items, keep this process's shard of the rest."""
     sources = []
     for i, src in enumerate(spec.data.sources):
         items, dropped = _read_source(src, spec.data.stack_size, spec.data.crop)
-        order = np.random.default_rng([spec.seed, i, 0x5EED]).permutation(len(items))
-        n_val = 0
-        if spec.validation.fraction > 0:
-            if len(items) < 2:
-                raise InputError(f"the data source {src.path} has a single item: nothing is left to train on "
-                                 "after holding one out for validation", "add items, or set validation.fraction=0")
-            n_val = min(len(items) - 1, max(1, round(spec.validation.fraction * len(items))))
-        val_idx = sorted(order[:n_val].tolist())
-        train_idx = sorted(order[n_val:].tolist())
+        if src.validation_ids is not None:
+            wanted = {_norm_id(x) for x in src.validation_ids}
+            val_idx = [j for j, it in enumerate(items) if _norm_id(it.id) in wanted]
+            unknown = sorted(wanted - {_norm_id(it.id) for it in items})
+            if unknown:
+                raise InputError(f"{src.path}: validation_ids {', '.join(unknown)} are not among its items",
+                                 "list ids of items in the folder (file names without the suffix, e.g. kodim19)")
+            train_idx = [j for j in range(len(items)) if j not in set(val_idx)]
+            if not train_idx:
+                raise InputError(f"{src.path}: every item is a validation item", "leave some items to train on")
+        else:
+            order = np.random.default_rng([spec.seed, i, 0x5EED]).permutation(len(items))
+            n_val = 0
+            if spec.validation.fraction > 0:
+                if len(items) < 2:
+                    raise InputError(f"the data source {src.path} has a single item: nothing is left to train "
+                                     "on after holding one out for validation",
+                                     "add items, or set validation.fraction=0")
+                n_val = min(len(items) - 1, max(1, round(spec.validation.fraction * len(items))))
+            val_idx = sorted(order[:n_val].tolist())
+            train_idx = sorted(order[n_val:].tolist())
         train = [items[j] for j in train_idx]
         shard = train[rank::world]
         sources.append(Source(i, src, shard, [items[j] for j in val_idx], dropped, [it.id for it in train],
@@ -161,39 +183,102 @@ def load_data(spec: TrainSpec, rank: int = 0, world: int = 1) -> TrainingData:
     if not any(s.train for s in sources):
         raise InputError(f"process {rank} of {world} has no training items",
                          "use fewer processes than there are training items")
-    return TrainingData(sources, spec.data.crop, spec.data.stack_size, spec.seed, rank, world)
+    resampler = None
+    if spec.data.scale > 1:
+        if catalog is None:
+            from ..registry import default_catalog
+            catalog = default_catalog()
+        resampler = catalog.get("resampler", spec.data.downsampler).cls()
+    return TrainingData(sources, spec.data.crop, spec.data.stack_size, spec.seed, rank, world, spec.data.scale,
+                        resampler)
 
 
 def resolve_steps(spec: TrainSpec, data: TrainingData) -> int:
-    """``steps``, or ``epochs`` turned into steps: one crop of every training item per epoch."""
+    """``steps``, or ``epochs`` turned into steps: one crop of every training item per epoch; with phases, the sum
+    over the phases (see :func:`resolve_budget`)."""
+    if spec.phases is not None:
+        return sum(p.steps for p in resolve_budget(spec, data).phases)
     if spec.steps is not None:
         return spec.steps
     return max(1, math.ceil(spec.epochs * data.n_train_items / spec.batch))
 
 
+def resolve_budget(spec: TrainSpec, data: TrainingData) -> TrainSpec:
+    """``spec`` with every ``epochs`` (top level, or each phase's) turned into ``steps``."""
+    def steps(epochs: float) -> int:
+        return max(1, math.ceil(epochs * data.n_train_items / spec.batch))
+
+    if spec.phases is None:
+        if spec.steps is not None:
+            return spec
+        return spec.model_copy(update={"steps": steps(spec.epochs), "epochs": None})
+    phases = [p if p.steps is not None else p.model_copy(update={"steps": steps(p.epochs), "epochs": None})
+              for p in spec.phases]
+    return spec.model_copy(update={"phases": phases})
+
+
+def downsample(resampler, x: torch.Tensor, s: int) -> torch.Tensor:
+    """``[..., sH, sW] -> [..., H, W]``: the resampler's antialiased ``down`` clamped to [0, 1], as ``fusionkit eval
+    --protocol mfisrf`` makes its low-resolution inputs (:func:`fusionkit.evaluation._down`)."""
+    if s == 1:
+        return x
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    with torch.no_grad():
+        y = resampler.down(x.reshape(-1, 1, h, w).float(), s).clamp(0, 1)
+    return y.reshape(*lead, h // s, w // s)
+
+
+def area_average(masks: torch.Tensor, s: int) -> torch.Tensor:
+    """``[..., sH, sW] -> [..., H, W]``: the mean over each s x s block (high-resolution masks to low)."""
+    if s == 1:
+        return masks
+    lead, (h, w) = masks.shape[:-2], masks.shape[-2:]
+    return F.avg_pool2d(masks.reshape(-1, 1, h, w), s).reshape(*lead, h // s, w // s)
+
+
+def _one_hot(labels: np.ndarray, k: int) -> np.ndarray:
+    return np.stack([(labels == i) for i in range(k)]).astype(np.float32)
+
+
 # ------------------------------------------------------------------------------------------------ sampling
 
 def batch_for_step(data: TrainingData, step: int, size: int, augment) -> TrainingBatch:
-    """The batch of ``step`` for this process: ``size`` crops drawn with a generator seeded by (seed, step, rank)."""
+    """The batch of ``step`` for this process: ``size`` crops drawn with a generator seeded by (seed, step, rank);
+    at scale s made at high resolution and downsampled (see the module docstring)."""
     rng = np.random.default_rng([data.seed, step, data.rank, 0xBA7C])
     usable = [s for s in data.sources if s.train]
     weights = np.asarray([s.spec.weight for s in usable], dtype=np.float64)
     weights /= weights.sum()
-    stacks, truths = [], []
+    stacks, truths, masks = [], [], []
     for _ in range(size):
         src = usable[int(rng.choice(len(usable), p=weights))]
         item = src.train[int(rng.integers(len(src.train)))]
-        s, t = _crop(src, item, data.crop, data.stack_size, rng)
-        s, t = _augment(s, t, rng, augment)
+        s, t, m = _crop(src, item, data.crop, data.stack_size, rng)
+        s, t, m = _augment(s, t, rng, augment, m)
         stacks.append(s)
         truths.append(t)
-    sources = torch.from_numpy(np.stack(stacks)[:, :, None])                       # [B, K, 1, c, c]
-    truth = None if any(t is None for t in truths) else torch.from_numpy(np.stack(truths)[:, None])
+        masks.append(m)
+    hr = torch.from_numpy(np.stack(stacks)[:, :, None])                            # [B, K, 1, c, c]
+    hr_truth = None if any(t is None for t in truths) else torch.from_numpy(np.stack(truths)[:, None])
+    hr_masks = None if any(m is None for m in masks) else torch.from_numpy(np.stack(masks)[:, :, None])
     gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    return TrainingBatch(sources=sources, truth=truth, generator=gen)
+    return _batch(hr, hr_truth, hr_masks, data, gen)
 
 
-def _crop(src: Source, item: Item, c: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+def _batch(hr: torch.Tensor, hr_truth: torch.Tensor | None, hr_masks: torch.Tensor | None, data: TrainingData,
+           gen) -> TrainingBatch:
+    s = data.scale
+    if s == 1:
+        return TrainingBatch(sources=hr, truth=hr_truth, generator=gen, scale=1, hr_sources=hr, hr_truth=hr_truth,
+                             masks=hr_masks)
+    return TrainingBatch(sources=downsample(data.downsampler, hr, s), generator=gen, scale=s,
+                         truth=None if hr_truth is None else downsample(data.downsampler, hr_truth, s),
+                         hr_sources=hr, hr_truth=hr_truth,
+                         masks=None if hr_masks is None else area_average(hr_masks, s))
+
+
+def _crop(src: Source, item: Item, c: int, k: int, rng: np.random.Generator):
+    """A random ``c x c`` crop as (stack ``[K, c, c]``, truth ``[c, c]`` or None, masks ``[K, c, c]`` or None)."""
     h, w = item.images.shape[-2:]
     if src.spec.kind == "stacks":
         y, x = int(rng.integers(h - c + 1)), int(rng.integers(w - c + 1))
@@ -201,15 +286,47 @@ def _crop(src: Source, item: Item, c: int, k: int, rng: np.random.Generator) -> 
         pick = np.arange(k) if n == k else np.sort(rng.choice(n, size=k, replace=False))
         stack = item.images[pick, y:y + c, x:x + c]
         truth = None if item.truth is None else item.truth[y:y + c, x:x + c]
-        return np.ascontiguousarray(stack), None if truth is None else np.ascontiguousarray(truth)
+        return np.ascontiguousarray(stack), None if truth is None else np.ascontiguousarray(truth), None
     strength = float(rng.uniform(*src.spec.strength))
+    if src.spec.pattern == "binary_regions":
+        return region_crop(item.images[0], c, k, strength, src.spec.blur, rng)
     return synthetic_stack(item.images[0], c, k, strength, src.spec.blur, rng)
 
 
+def _margin_crop(image: np.ndarray, c: int, margin: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``(c + 2 margin)``-square crop (the image reflected when it is too small)."""
+    h, w = image.shape
+    side = c + 2 * margin
+    padded = image
+    if side > min(h, w):
+        extra = side - min(h, w)
+        padded = np.pad(image, extra, mode="reflect")
+        h, w = padded.shape
+    y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+    return padded[y:y + side, x:x + side]
+
+
+def region_crop(image: np.ndarray, c: int, k: int, strength: float, blur: str,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FAP-SR Eq. 21 for K inputs on a random ``c x c`` crop: a random partition into K regions bounded by contours
+    (:func:`fusionkit.synthetic.region_map`), input k the crop itself in region k and ``f_blur(crop)`` (``blur`` of
+    ``strength``) elsewhere. The blur is computed on a margin so it sees real content at the crop's edges.
+    Returns (stack ``[K, c, c]``, truth ``[c, c]``, one-hot masks ``[K, c, c]``)."""
+    margin = int(math.ceil(3.0 * strength)) + 1
+    region = _margin_crop(image, c, margin, rng)
+    inner = slice(margin, margin + c)
+    crop = np.ascontiguousarray(region[inner, inner], dtype=np.float32)
+    blurred = np.clip(defocus(np.ascontiguousarray(region, dtype=np.float32), strength, blur)[inner, inner], 0, 1)
+    labels = region_map((c, c), k, rng)
+    stack = region_stack(crop, labels, blurred, k)
+    return np.ascontiguousarray(stack, dtype=np.float32), crop, _one_hot(labels, k)
+
+
 def synthetic_stack(image: np.ndarray, c: int, k: int, strength: float, blur: str,
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A K-input stack of a random ``c x c`` crop of an all-in-focus luma image (``fusionkit synth``'s rules);
-    the stack is made on a margin around the crop so the blur near its edges sees real image content."""
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A K-input stack of a random ``c x c`` crop of an all-in-focus luma image (``fusionkit synth``'s rules),
+    its truth and its one-hot masks (input i is sharp on layer i); the stack is made on a margin around the crop
+    so the blur near its edges sees real image content."""
     margin = int(math.ceil(3.0 * strength * (k - 1))) + 1
     h, w = image.shape
     side = c + 2 * margin
@@ -223,59 +340,99 @@ def synthetic_stack(image: np.ndarray, c: int, k: int, strength: float, blur: st
     st = make_stack(region, n=k, scale=1, blur_sigma=strength, seed=int(rng.integers(2**31)), blur=blur)
     inner = slice(margin, margin + c)
     stack = np.stack([im[inner, inner, 0] for im in st.inputs])
-    return np.ascontiguousarray(stack, dtype=np.float32), np.ascontiguousarray(st.truth[inner, inner, 0])
+    return (np.ascontiguousarray(stack, dtype=np.float32), np.ascontiguousarray(st.truth[inner, inner, 0]),
+            _one_hot(st.layers[inner, inner], k))
 
 
-def _augment(stack: np.ndarray, truth: np.ndarray | None, rng: np.random.Generator, augment):
-    """Flips, rotations by 90° and input order, the same for the stack and its ground truth."""
-    def both(fn):
-        return fn(stack), None if truth is None else fn(truth)
+def _augment(stack: np.ndarray, truth: np.ndarray | None, rng: np.random.Generator, augment,
+             masks: np.ndarray | None = None):
+    """Flips, rotations by 90° and input order, the same for the stack, its ground truth and its masks."""
+    def every(fn):
+        return fn(stack), None if truth is None else fn(truth), None if masks is None else fn(masks)
 
     if augment.flips:
         if rng.random() < 0.5:
-            stack, truth = both(lambda a: a[..., :, ::-1])
+            stack, truth, masks = every(lambda a: a[..., :, ::-1])
         if rng.random() < 0.5:
-            stack, truth = both(lambda a: a[..., ::-1, :])
+            stack, truth, masks = every(lambda a: a[..., ::-1, :])
     if augment.rotations:
         turns = int(rng.integers(4))
         if turns:
-            stack, truth = both(lambda a: np.rot90(a, turns, axes=(-2, -1)))
+            stack, truth, masks = every(lambda a: np.rot90(a, turns, axes=(-2, -1)))
     if augment.shuffle_inputs:
-        stack = stack[rng.permutation(stack.shape[0])]
-    return np.ascontiguousarray(stack), None if truth is None else np.ascontiguousarray(truth)
+        order = rng.permutation(stack.shape[0])
+        stack = stack[order]
+        masks = None if masks is None else masks[order]
+    return (np.ascontiguousarray(stack), None if truth is None else np.ascontiguousarray(truth),
+            None if masks is None else np.ascontiguousarray(masks))
 
 
 # ------------------------------------------------------------------------------------------------ validation
 
 @dataclass
 class ValidationItem:
-    """A fixed validation stack: luma ``sources [1, K, 1, h, w]``, ground truth ``[1, 1, h, w]`` or None."""
+    """A fixed validation stack: luma ``sources [1, K, 1, h, w]``, ground truth ``[1, 1, h, w]`` or None; at scale
+    s also ``hr_sources [1, K, 1, sh, sw]`` and ``hr_truth`` (at scale 1: the same tensors); ``masks [1, K, 1, h,
+    w]`` for synthetic stacks."""
 
     source: str
     id: str
     sources: torch.Tensor
     truth: torch.Tensor | None
+    hr_sources: torch.Tensor | None = None
+    hr_truth: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+    def batch(self, data: TrainingData, generator, phase: str | None = None, device=None) -> TrainingBatch:
+        """The item as a one-stack training batch (for the validation losses)."""
+        def on(x):
+            return None if x is None or device is None else x.to(device)
+
+        return TrainingBatch(on(self.sources), on(self.truth), generator, scale=data.scale,
+                             hr_sources=on(self.hr_sources), hr_truth=on(self.hr_truth), masks=on(self.masks),
+                             phase=phase)
 
 
 def validation_set(data: TrainingData, size: int) -> list[ValidationItem]:
-    """Every validation item, centre-cropped to ``size`` (0: whole); synthetic ones made once with a fixed seed."""
+    """Every validation item, centre-cropped to ``size`` (0: whole; then to a multiple of the scale); synthetic ones
+    made once with a fixed seed, at the middle of their strength range."""
     out = []
+    s = data.scale
     for src in data.sources:
         for j, item in enumerate(src.validation):
+            masks = None
             if src.spec.kind == "stacks":
-                stack = _centre(item.images[:data.stack_size], size)
-                truth = None if item.truth is None else _centre(item.truth[None], size)[0]
+                stack = _fit(_centre(item.images[:data.stack_size], size), s)
+                truth = None if item.truth is None else _fit(_centre(item.truth[None], size), s)[0]
             else:
                 rng = np.random.default_rng([data.seed, src.index, j, 0x7A11])
-                image = _centre(item.images, size)[0]
+                image = _fit(_centre(item.images, size), s)[0]
                 lo, hi = src.spec.strength
-                st = make_stack(image[:, :, None], n=data.stack_size, scale=1, blur_sigma=(lo + hi) / 2,
-                                seed=int(rng.integers(2**31)), blur=src.spec.blur)
-                stack = np.stack([im[:, :, 0] for im in st.inputs])
-                truth = st.truth[:, :, 0]
-            out.append(ValidationItem(src.label, item.id, torch.from_numpy(np.ascontiguousarray(stack))[None, :, None],
-                                      None if truth is None else torch.from_numpy(np.ascontiguousarray(truth))[None, None]))
+                if src.spec.pattern == "binary_regions":
+                    img = np.ascontiguousarray(image, dtype=np.float32)
+                    labels = region_map(img.shape, data.stack_size, rng)
+                    blurred = np.clip(defocus(img, (lo + hi) / 2, src.spec.blur), 0, 1)
+                    stack = region_stack(img, labels, blurred, data.stack_size)
+                    truth = img
+                else:
+                    st = make_stack(image[:, :, None], n=data.stack_size, scale=1, blur_sigma=(lo + hi) / 2,
+                                    seed=int(rng.integers(2**31)), blur=src.spec.blur)
+                    stack = np.stack([im[:, :, 0] for im in st.inputs])
+                    truth = st.truth[:, :, 0]
+                    labels = st.layers
+                masks = torch.from_numpy(_one_hot(labels, data.stack_size))[None, :, None]
+            hr = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))[None, :, None]
+            hr_truth = None if truth is None else \
+                torch.from_numpy(np.ascontiguousarray(truth, dtype=np.float32))[None, None]
+            b = _batch(hr, hr_truth, masks, data, None)
+            out.append(ValidationItem(src.label, item.id, b.sources, b.truth, b.hr_sources, b.hr_truth, b.masks))
     return out
+
+
+def _fit(a: np.ndarray, s: int) -> np.ndarray:
+    """``a`` cropped to a multiple of ``s`` (the mfisrf protocol crops its sources the same way)."""
+    h, w = a.shape[-2:]
+    return a[..., :h - h % s, :w - w % s]
 
 
 def _centre(a: np.ndarray, size: int) -> np.ndarray:

@@ -1,15 +1,22 @@
 """The training spec (``fusionkit train TRAIN.yaml``): its pydantic model and its loader.
 
 It is read by the same machinery as run and ablation specs (:mod:`fusionkit.specfile`): ``file:line`` in every
-message, ``--set`` overrides, two phases (the structure below, then the model, its training options and the losses
-against the plugin catalog), did-you-mean, JSON Schema (``fusionkit schema --kind train``). Cross-field rules:
-``steps`` or ``epochs`` (one of them); every loss's ``needs`` provided by the model; loss names unique; at least one
-loss with a weight above 0; data folders and exclusion lists that exist; validation metrics that are installed.
-Relative data paths are resolved against the spec file's folder (the current folder for ``--set`` and dicts).
+message, ``--set`` overrides, two validation passes (the structure below, then the model, its training options and
+the losses against the plugin catalog), did-you-mean, JSON Schema (``fusionkit schema --kind train``). Cross-field
+rules: ``steps`` or ``epochs`` (one of them); every loss's ``needs`` provided by the model; loss names unique; at
+least one loss with a weight above 0; data folders and exclusion lists that exist; validation metrics and the
+downsampler installed; ``data.crop`` divisible by ``data.scale``.
+
+Training ``phases`` (optional; FAP-SR §III-E): each phase has its own budget and losses (the rules above apply per
+phase, and the top level then has neither), trains the named parameter groups of the model
+(``TrainableModel.parameter_groups``; checked by building the model once), and inherits the top-level
+``optimizer`` and ``schedule`` field by field where it does not set them; the resolved spec records every phase in
+full. Relative data paths are resolved against the spec file's folder (the current folder for ``--set`` and dicts).
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import os
@@ -59,6 +66,13 @@ class DataSource(_Strict):
                                               "`fusionkit synth --blur`")
     strength: list[float] = Field([1.0, 4.0], min_length=2, max_length=2, description="synthetic only: blur "
                                   "strength (pixels per depth-layer step) drawn uniformly from [low, high] per stack")
+    pattern: Literal["depth_layers", "binary_regions"] = Field(
+        "depth_layers", description="synthetic only: depth_layers: `fusionkit synth`'s smooth depth layers, blur "
+        "growing with the layer distance; binary_regions: FAP-SR Eq. 21 for K inputs, a random partition into K "
+        "regions bounded by contours, input k sharp in region k and blurred (one strength per stack) elsewhere")
+    validation_ids: list[str] | None = Field(None, description="these item ids are this source's validation "
+                                             "items (instead of a validation.fraction drawn by the seed); the "
+                                             "rest train")
 
     @model_validator(mode="after")
     def _strength_order(self) -> "DataSource":
@@ -78,7 +92,13 @@ class DataSpec(_Strict):
     """What the network sees: random crops of K-input stacks from the sources, luma (BT.601 Y) in [0, 1]."""
 
     sources: list[DataSource] = Field(min_length=1, description="the data sources (stacks and/or synthetic)")
-    crop: int = Field(60, ge=8, le=2048, description="side of the square random crops (the paper: 60)")
+    crop: int = Field(60, ge=8, le=2048, description="side of the square random crops (the paper: 60); with "
+                      "scale s, of the high-resolution crops (divisible by s; the inputs are crop/s)")
+    scale: int = Field(1, ge=1, le=8, description="super-resolution factor s: the inputs are the crops "
+                       "downsampled by `downsampler` (what `fusionkit eval --protocol mfisrf` does), the batch "
+                       "also carries them at high resolution, and the model's fused image is s times larger")
+    downsampler: str = Field("bicubic", description="resampler (kind resampler) that makes the low-resolution "
+                             "inputs when scale > 1; bicubic is the mfisrf protocol's default")
     stack_size: int = Field(2, ge=2, le=64, description="K, inputs per training stack (a stack with more "
                                                         "inputs contributes random subsets of K)")
     augment: AugmentSpec = Field(default_factory=AugmentSpec, description="random augmentation of every crop")
@@ -115,6 +135,27 @@ class ScheduleSpec(_Strict):
     gamma: float = Field(0.5, gt=0.0, le=1.0, description="step: the factor")
 
 
+class PhaseSpec(_Strict):
+    """One phase of a phased training (e.g. FAP-SR §III-E: the focus network, then the SR network with it frozen,
+    then the SR network and the decoder together): its own budget and losses, the parameter groups it trains, a
+    fresh optimiser and its own schedule over its own steps."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="phase name, unique; the model sees it as batch.phase")
+    steps: int | None = Field(None, ge=1, le=100_000_000, description="optimisation steps of this phase (or give "
+                              "epochs)")
+    epochs: float | None = Field(None, gt=0.0, description="instead of steps: epochs of this phase (an epoch is "
+                                 "one random crop of every training item)")
+    losses: list[LossTerm] = Field(default_factory=list, description="the weighted losses of this phase (kind "
+                                   "training_loss); at least one with a weight above 0")
+    train: list[str] | None = Field(None, description="the model's parameter groups this phase trains (see "
+                                    "`parameter_groups`); every other parameter is frozen and its modules in eval "
+                                    "mode. None: every parameter")
+    optimizer: TrainOptimizerSpec | None = Field(None, description="this phase's optimiser (fresh at the phase's "
+                                                 "start); fields not given are the top-level optimizer's")
+    schedule: ScheduleSpec | None = Field(None, description="this phase's learning-rate schedule over its own "
+                                          "steps; fields not given are the top-level schedule's")
+
+
 class CheckpointSpec(_Strict):
     every: int = Field(250, ge=1, description="write a checkpoint every N steps (and at the end, and on Ctrl-C)")
     keep: int = Field(2, ge=1, le=1000, description="checkpoints kept (older ones are deleted)")
@@ -134,14 +175,21 @@ class TrainSpec(_Strict):
     losses: list[LossTerm] = Field(default_factory=lambda: [
         LossTerm(name="blind_spot_mask", weight=1.0), LossTerm(name="stage_mask", weight=0.2),
         LossTerm(name="fusion_consistency", weight=0.2)],
-        description="the weighted training losses (kind training_loss); names unique")
+        description="the weighted training losses (kind training_loss); names unique. With phases: each phase "
+                    "lists its own (the resolved spec has [] here)")
     data: DataSpec = Field(description="the training data")
     batch: int = Field(16, ge=1, le=65536, description="crops per step over all processes (the paper: 16)")
-    steps: int | None = Field(None, ge=1, le=100_000_000, description="optimisation steps (or give epochs)")
+    steps: int | None = Field(None, ge=1, le=100_000_000, description="optimisation steps (or give epochs); "
+                              "with phases: none (each phase has its budget)")
     epochs: float | None = Field(None, gt=0.0, description="instead of steps: an epoch is one random crop of "
                                  "every training item; resolved into steps")
-    optimizer: TrainOptimizerSpec = Field(default_factory=TrainOptimizerSpec, description="the optimiser")
-    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="the learning-rate schedule")
+    optimizer: TrainOptimizerSpec = Field(default_factory=TrainOptimizerSpec, description="the optimiser (with "
+                                          "phases: what a phase's optimizer inherits)")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="the learning-rate schedule (with "
+                                   "phases: what a phase's schedule inherits)")
+    phases: list[PhaseSpec] | None = Field(None, description="training phases, run in order, each with its own "
+                                           "budget, losses, trained parameter groups, optimiser and schedule "
+                                           "(none: one phase training everything with the top-level losses)")
     validation: ValidationSpec = Field(default_factory=ValidationSpec, description="the fixed validation split")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="checkpoints for --resume")
     seed: int = Field(0, ge=0, description="seed of the initialisation, the split and every step's crops")
@@ -219,6 +267,7 @@ def load_train_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str
     if catalog is None:
         from ..registry import default_catalog
         catalog = default_catalog()
+    _inherit(data)
 
     model: TrainSpec | None = None
     try:
@@ -229,6 +278,7 @@ def load_train_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str
     view = model.model_dump(mode="json") if model is not None else overlay(defaults, data)
     _resolve_components(view, ctx, catalog)
     _cross_checks(view, ctx, catalog, base_dir)
+    _phase_checks(view, data, ctx, catalog)
     if ctx.problems:
         raise SpecError(ctx.sorted_problems(), source=ctx.file)
     spec = TrainSpec.model_validate(view)
@@ -236,7 +286,23 @@ def load_train_spec(source: str | os.PathLike | Mapping, overrides: Sequence[str
 
 
 def _is_slot(loc: tuple) -> bool:
-    return tuple(loc) == ("model",) or (len(loc) == 2 and loc[0] == "losses" and isinstance(loc[1], int))
+    loc = tuple(loc)
+    return loc == ("model",) or (len(loc) == 2 and loc[0] == "losses" and isinstance(loc[1], int)) or \
+        (len(loc) == 4 and loc[0] == "phases" and loc[2] == "losses" and isinstance(loc[3], int))
+
+
+def _inherit(data: Any) -> None:
+    """A phase's ``optimizer`` and ``schedule``: the top-level ones with the phase's own fields on top (the
+    resolved spec then records every phase in full)."""
+    if not isinstance(data, dict) or not isinstance(data.get("phases"), list):
+        return
+    for key in ("optimizer", "schedule"):
+        top = data.get(key, {})
+        if not isinstance(top, dict):
+            continue
+        for phase in data["phases"]:
+            if isinstance(phase, dict) and (phase.get(key) is None or isinstance(phase.get(key), dict)):
+                phase[key] = {**copy.deepcopy(top), **(phase.get(key) or {})}
 
 
 def _resolve_components(view: dict, ctx: SpecContext, catalog) -> None:
@@ -256,41 +322,18 @@ def _resolve_components(view: dict, ctx: SpecContext, catalog) -> None:
     if isinstance(losses, list):
         for i in range(len(losses)):
             resolve_component(view, ("losses", i), "training_loss", catalog, ctx)
+    for p, phase in enumerate(view.get("phases") or []):
+        if isinstance(phase, dict) and isinstance(phase.get("losses"), list):
+            for i in range(len(phase["losses"])):
+                resolve_component(view, ("phases", p, "losses", i), "training_loss", catalog, ctx)
 
 
 def _cross_checks(view: dict, ctx: SpecContext, catalog, base_dir: Path) -> None:
-    steps, epochs = view.get("steps"), view.get("epochs")
-    if steps is None and epochs is None:
-        ctx.add(("steps",), "the training budget is missing", "give `steps: N` (optimisation steps) or "
-                "`epochs: E` (one crop of every training item per epoch), e.g. --set steps=2000")
-    elif steps is not None and epochs is not None:
-        ctx.add(("epochs",), "both `steps` and `epochs` are given", "keep one of them")
-    model = view.get("model") if isinstance(view.get("model"), dict) else {}
-    provides = None
-    if isinstance(model.get("name"), str) and catalog.has("model", model["name"]):
-        provides = set(catalog.get("model", model["name"]).cls.provides)
-    losses = view.get("losses") if isinstance(view.get("losses"), list) else []
-    seen: dict[str, int] = {}
-    positive = False
-    for i, term in enumerate(losses):
-        if not isinstance(term, dict) or not isinstance(term.get("name"), str):
-            continue
-        name = term["name"]
-        if name in seen:
-            ctx.add(("losses", i, "name"), f"loss {name!r} appears twice (also losses[{seen[name]}])",
-                    "list each loss once and put the combined weight on it")
-        seen.setdefault(name, i)
-        if isinstance(term.get("weight"), (int, float)) and term["weight"] > 0:
-            positive = True
-        if provides is not None and catalog.has("training_loss", name):
-            missing = [n for n in catalog.get("training_loss", name).cls.needs if n not in provides]
-            if missing:
-                ctx.add(("losses", i, "name"), f"loss {name!r} needs {', '.join(missing)}, which the model "
-                        f"{model['name']!r} does not provide",
-                        f"use losses made for {model['name']!r} (it provides: {', '.join(sorted(provides))})")
-    if losses and not positive:
-        ctx.add(("losses",), "every loss weight is 0: nothing would be trained", "give at least one loss a "
-                "weight above 0")
+    phased = view.get("phases") is not None
+    if not phased:
+        _budget_check(view, (), ctx)
+        losses = view.get("losses") if isinstance(view.get("losses"), list) else []
+        _loss_checks(losses, ("losses",), view, ctx, catalog)
     if isinstance(view.get("validation"), dict):
         for i, m in enumerate(view["validation"].get("metrics") or []):
             if isinstance(m, str) and not catalog.has("metric", m):
@@ -313,8 +356,147 @@ def _cross_checks(view: dict, ctx: SpecContext, catalog, base_dir: Path) -> None
             if not Path(src["exclude_list"]).is_file():
                 ctx.add(("data", "sources", i, "exclude_list"), f"exclusion list not found: {src['exclude_list']}",
                         "give the text file relative to the training spec")
-    crop = data.get("crop")
+        if src.get("pattern") == "binary_regions" and src.get("kind") == "stacks":
+            ctx.add(("data", "sources", i, "pattern"), "a pattern applies to synthetic sources only (real stacks "
+                    "are used as they are)", "remove `pattern` here, or use kind: synthetic")
+    crop, scale = data.get("crop"), data.get("scale")
+    if isinstance(crop, int) and isinstance(scale, int) and scale > 1:
+        if crop % scale:
+            lo, hi = crop // scale * scale, (crop // scale + 1) * scale
+            ctx.add(("data", "crop"), f"the high-resolution crop {crop} is not divisible by data.scale {scale}",
+                    f"use data.crop {hi}" + (f" or {lo}" if lo >= 8 * scale else "") + " (a multiple of the scale)")
+        elif crop // scale < 8:
+            ctx.add(("data", "crop"), f"crops of {crop} at scale {scale} give inputs of {crop // scale} pixels, "
+                    "fewer than 8", f"use data.crop {8 * scale} or more")
+    name = data.get("downsampler")
+    if isinstance(name, str) and not catalog.has("resampler", name):
+        guess = catalog.suggest("resampler", name)
+        ctx.add(("data", "downsampler"), f"unknown downsampler {name!r}",
+                (f"did you mean {guess!r}? " if guess else "") + "See `fusionkit plugins list --kind resampler`")
     size = (view.get("validation") or {}).get("size") if isinstance(view.get("validation"), dict) else None
     if isinstance(crop, int) and isinstance(size, int) and 0 < size < crop:
         ctx.add(("validation", "size"), f"validation crops ({size}) are smaller than the training crops ({crop})",
                 f"use validation.size >= {crop}, or 0 for whole images")
+
+
+def _budget_check(where: dict, loc: tuple, ctx: SpecContext) -> None:
+    """``steps`` or ``epochs``, one of them, at ``loc`` (the top level, or a phase)."""
+    steps, epochs = where.get("steps"), where.get("epochs")
+    if steps is None and epochs is None:
+        ctx.add(loc + ("steps",) if loc else ("steps",), "the training budget is missing" +
+                (f" in phase {where.get('name')!r}" if loc else ""), "give `steps: N` (optimisation steps) or "
+                "`epochs: E` (one crop of every training item per epoch), e.g. --set "
+                + ("phases[NAME]." if loc else "") + "steps=2000")
+    elif steps is not None and epochs is not None:
+        ctx.add(loc + ("epochs",), "both `steps` and `epochs` are given", "keep one of them")
+
+
+def _loss_checks(losses: list, loc: tuple, view: dict, ctx: SpecContext, catalog) -> None:
+    """Loss names unique, at least one weight above 0, every loss's ``needs`` provided by the model."""
+    model = view.get("model") if isinstance(view.get("model"), dict) else {}
+    provides = None
+    if isinstance(model.get("name"), str) and catalog.has("model", model["name"]):
+        provides = set(catalog.get("model", model["name"]).cls.provides)
+    where = "losses" if len(loc) == 1 else f"phases[{loc[1]}].losses"
+    seen: dict[str, int] = {}
+    positive = False
+    for i, term in enumerate(losses):
+        if not isinstance(term, dict) or not isinstance(term.get("name"), str):
+            continue
+        name = term["name"]
+        if name in seen:
+            ctx.add(loc + (i, "name"), f"loss {name!r} appears twice (also {where}[{seen[name]}])",
+                    "list each loss once and put the combined weight on it")
+        seen.setdefault(name, i)
+        if isinstance(term.get("weight"), (int, float)) and term["weight"] > 0:
+            positive = True
+        if provides is not None and catalog.has("training_loss", name):
+            missing = [n for n in catalog.get("training_loss", name).cls.needs if n not in provides]
+            if missing:
+                ctx.add(loc + (i, "name"), f"loss {name!r} needs {', '.join(missing)}, which the model "
+                        f"{model['name']!r} does not provide",
+                        f"use losses made for {model['name']!r} (it provides: {', '.join(sorted(provides))})")
+    if losses and not positive:
+        ctx.add(loc, "every loss weight is 0: nothing would be trained", "give at least one loss a "
+                "weight above 0")
+
+
+def _phase_checks(view: dict, raw: Any, ctx: SpecContext, catalog) -> None:
+    """With ``phases``: the budget and the losses are per phase (none at the top level), names unique, every
+    phase has losses, and its ``train`` groups are the model's."""
+    phases = view.get("phases")
+    if phases is None:
+        return
+    if not isinstance(phases, list):
+        return  # the structure pass reported it
+    if not phases:
+        ctx.add(("phases",), "phases is an empty list", "list at least one phase, or remove `phases` to train "
+                "everything with the top-level losses and steps")
+        return
+    for key in ("steps", "epochs"):
+        if view.get(key) is not None:
+            ctx.add((key,), f"top-level `{key}` with phases: the budget is per phase",
+                    f"remove the top-level `{key}` and give each phase `steps` or `epochs`")
+    if isinstance(raw, dict) and raw.get("losses"):
+        ctx.add(("losses",), "top-level losses with phases: each phase lists its own losses",
+                "move the losses into the phases that use them and remove the top-level `losses`")
+    view["losses"] = []
+    groups = _model_groups(view, ctx, catalog)
+    seen: dict[str, int] = {}
+    for p, phase in enumerate(phases):
+        if not isinstance(phase, dict):
+            continue
+        name = phase.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                ctx.add(("phases", p, "name"), f"phase {name!r} appears twice (also phases[{seen[name]}])",
+                        "give every phase its own name")
+            seen.setdefault(name, p)
+        _budget_check(phase, ("phases", p), ctx)
+        losses = phase.get("losses")
+        if isinstance(losses, list):
+            if not losses:
+                ctx.add(("phases", p, "losses"), f"phase {name!r} has no losses: it would train nothing",
+                        "give the phase `losses: [{name: LOSS, weight: W}, ...]` (see `fusionkit plugins list "
+                        "--kind training_loss`)")
+            _loss_checks(losses, ("phases", p, "losses"), view, ctx, catalog)
+        train = phase.get("train")
+        if isinstance(train, list):
+            if not train:
+                ctx.add(("phases", p, "train"), f"phase {name!r} trains no parameter group",
+                        "name the groups it trains" + (f" ({', '.join(groups)})" if groups else "")
+                        + ", or remove `train` to train every parameter")
+            for j, g in enumerate(train):
+                if groups is not None and isinstance(g, str) and g not in groups:
+                    close = difflib.get_close_matches(g, groups, n=1, cutoff=0.5)
+                    ctx.add(("phases", p, "train", j), f"the model {view['model']['name']!r} has no parameter "
+                            f"group {g!r}", (f"did you mean {close[0]!r}? " if close else "")
+                            + f"its groups are: {', '.join(groups)}")
+
+
+_GROUPS: dict[tuple, list[str]] = {}
+
+
+def _model_groups(view: dict, ctx: SpecContext, catalog) -> list[str] | None:
+    """The names of the model's parameter groups (the model is built once, on the CPU, to ask it); None when the
+    model cannot be built (its own problem is reported elsewhere)."""
+    model = view.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str) \
+            or not catalog.has("model", model["name"]) or any(p.path.startswith("model") for p in ctx.problems):
+        return None
+    key = (id(catalog), model["name"], json.dumps(model.get("params"), sort_keys=True, default=str))
+    if key not in _GROUPS:
+        cls = catalog.get("model", model["name"]).cls
+        try:
+            import torch
+
+            with torch.device("cpu"):
+                instance = cls(params=cls.Params(**(model.get("params") or {})),
+                               training=cls.TrainingParams(**(model.get("training") or {})))
+            _GROUPS[key] = list(instance.parameter_groups())
+        except Exception as exc:  # a model that cannot be built with these params
+            ctx.add(("model",), f"the model {model['name']!r} could not be built to list its parameter groups "
+                    f"({type(exc).__name__}: {exc})", "check model.params against `fusionkit plugins show "
+                    f"{model['name']}`")
+            return None
+    return _GROUPS[key]
