@@ -18,7 +18,7 @@ from torch import Tensor
 from .chunking import nbytes_per_slice, slice_chunks, weighted_sum
 from .errors import FusionkitError, PluginError, RunError
 from .imaging import rgb_to_ycbcr, to_luma, ycbcr_to_rgb
-from .interfaces import FocusMeasure, Fuser, Generator, Loss, LossContext, Resampler
+from .interfaces import FocusMeasure, Fuser, Generator, Loss, LossContext, Resampler, UnsupportedInput
 from .io import Stack
 from .optimisation import IterateAverage, Loop, StopDecision, adam, autocast, resolve_precision
 from .planning import MemoryPlan, Planner, StackShape, tile_grid
@@ -63,6 +63,10 @@ class FusionOutcome:
     threads: int | None = None                             # CPU threads the run used
     #: what an estimated downsampler learnt (``{"report": dict, "artifacts": {name: array}}``), None for a fixed one
     downsampler: dict | None = None
+    #: ``method: fuser``: how the fuser's result became x s (:func:`fuser_at_scale`'s facts)
+    fuser: dict | None = None
+    #: ``generator.warm_start``: the fuser that made DFP's first guess, how, and its seconds
+    warm_start: dict | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -247,26 +251,35 @@ def _fuse(spec: PipelineSpec, catalog: Catalog, stack: Stack, progress: Progress
     if spec.method == "fuser":
         seed_everything(spec.seed, spec.deterministic)
         return _fuse_external(spec, catalog, x, timings, progress, device)
+    warm = warm_start_fuser(spec, catalog)      # an unavailable fuser stops the run before any work
     if plan is None:
         plan = Planner(spec, catalog, device).plan(StackShape(n, h, w, c), available_memory(device))
+    guess = warm_info = None
+    if warm is not None:
+        guess, warm_info = warm_start_guess(spec, catalog, warm, x, timings, progress)
     if plan.mode == "tiled":
         workers = spec.tiling.workers if spec.tiling.workers != "auto" else torch.get_num_threads()
-        region = _Region(*fuse_tiles(spec, catalog, x, plan, progress, device, timings, workers))
+        region = _Region(*fuse_tiles(spec, catalog, x, plan, progress, device, timings, workers, first_guess=guess))
     else:
-        region = _fuse_region(spec, catalog, x, None, progress, device, timings, observe)
+        region = _fuse_region(spec, catalog, x, None, progress, device, timings, observe, first_guess=guess)
+    del guess
     with timings.stage("chroma"):
         out = region.rgb[0].permute(1, 2, 0).float().cpu().numpy()
     return FusionOutcome(
         fused=out, maps=region.maps[:, 0].cpu().numpy(), initial_maps=region.initial[:, 0].cpu().numpy(),
         loss_history=region.history, embedding_history=region.embedding_history, timings=timings.as_dict(),
         device=str(device), stopped_early=region.stopped, interrupted=region.interrupted, stops=region.stops,
-        memory=plan.as_dict(), downsampler=region.downsampler,
+        memory=plan.as_dict(), downsampler=region.downsampler, warm_start=warm_info,
     )
 
 
 def _fuse_region(spec: PipelineSpec, catalog: Catalog, x: Tensor, maps: Tensor | None, progress: ProgressCallback,
-                 device: torch.device, timings: Timings, observe: Observer | None = None) -> _Region:
-    """Focus measure (unless ``maps`` are given) -> decision embedding -> fusion loop -> chroma, on ``x``."""
+                 device: torch.device, timings: Timings, observe: Observer | None = None,
+                 first_guess: Tensor | None = None) -> _Region:
+    """Focus measure (unless ``maps`` are given) -> decision embedding -> fusion loop -> chroma, on ``x``.
+
+    ``first_guess``: the warm-start fuser's ×s result for this region, in the work space (luma with colour ycbcr,
+    see :func:`warm_start_guess`); None: the upsampled two-step composite is DFP's first guess."""
     seed_everything(spec.seed, spec.deterministic)
     s = spec.scale
     n, c, h, w = x.shape
@@ -311,7 +324,7 @@ def _fuse_region(spec: PipelineSpec, catalog: Catalog, x: Tensor, maps: Tensor |
             progress(ProgressEvent("fusion", 1, 1))
         else:
             fused, history, decision, refined = _optimise(spec, catalog, work, maps, composite, down, up,
-                                                          progress, observe, finish)
+                                                          progress, observe, finish, first_guess)
             stops["fusion"] = decision.as_dict()
             if refined is not None:
                 stops["refine"] = refined.as_dict()
@@ -362,25 +375,108 @@ def _fuse_external(spec: PipelineSpec, catalog: Catalog, x: Tensor, timings: Tim
     n, c, h, w = x.shape
     with timings.stage("fusion"):
         progress(ProgressEvent("fusion", 0, 1))
-        with torch.no_grad():
-            low = fuser(x.cpu()).to(device=device, dtype=torch.float32)
-            if tuple(low.shape) != (1, c, h, w):
-                raise PluginError(f"the fuser {spec.fuser.name!r} returned shape {tuple(low.shape)}, "
-                                  f"expected {(1, c, h, w)}", "this is a bug in the plugin; report it to its authors")
-            up: Resampler = build(catalog, "resampler", spec.upsampler)
-            fused = up.up(low, spec.scale).clamp(0, 1)
+        up: Resampler = build(catalog, "resampler", spec.upsampler)
+        fused, info = fuser_at_scale(fuser, spec.fuser.name, x, spec.scale, up, spec.upsampler.name,
+                                     "the fuser", "fuser")
         progress(ProgressEvent("fusion", 1, 1))
     empty = np.zeros((0, h, w), np.float32)
     return FusionOutcome(fused=fused[0].permute(1, 2, 0).float().cpu().numpy(), maps=empty, initial_maps=empty,
-                         timings=timings.as_dict(), device=str(device))
+                         timings=timings.as_dict(), device=str(device), fuser=info)
 
 
-def generator_input(spec: PipelineSpec, work: Tensor, up: Resampler, composite: Tensor | None = None) -> Tensor:
-    """The fixed input z: the mean of the upsampled inputs (released code), the upsampled two-step composite
-    ``Σ m_i x_i``, or scaled uniform noise (DIP)."""
+def fuser_at_scale(fuser: Fuser, who: str, x: Tensor, scale: int, up: Resampler, upsampler: str, role: str,
+                   slot: str) -> tuple[Tensor, dict]:
+    """A fuser's result at ×``scale``, ``[1, C, sH, sW]`` in [0, 1] on ``x``'s device, and how it was made.
+
+    The fuser's :meth:`~fusionkit.interfaces.Fuser.fuse` gets the stack on the CPU. A result at the inputs'
+    resolution is upsampled by ``up`` (``upsampler`` names it); one at ×``scale`` (a super-resolving fuser) is used
+    as it is; any other shape, or non-finite values, is a :class:`PluginError` naming the fuser. ``role`` and
+    ``slot`` say where the spec uses it, for messages ("the warm-start fuser", "generator.warm_start"). The facts:
+    ``{"name", "super_resolved", "upsampled_by"}`` (``upsampled_by`` None when nothing was upsampled)."""
+    n, c, h, w = x.shape
+    s = scale
+    try:
+        with torch.no_grad():
+            out = fuser.fuse(x.cpu(), s)
+    except UnsupportedInput as exc:
+        raise RunError(f"{role} {who!r} refuses these inputs ({n} images of {w}x{h}, {c} channel(s)): "
+                       f"{exc.message}", f"{exc.hint + '; or ' if exc.hint else ''}choose another fuser for "
+                       f"`{slot}` (see `fusionkit plugins list --kind fuser`)") from None
+    except FusionkitError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"{role} {who!r} failed on {n} images of {w}x{h}: {type(exc).__name__}: {exc}",
+                          f"choose another fuser for `{slot}`, or report it to the plugin's authors") from exc
+    expected = [(1, c, h, w)] + ([(1, c, s * h, s * w)] if s > 1 else [])
+    got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+    if got not in expected:
+        want = f"{expected[0]} (the inputs' resolution, then upsampled)" + (
+            f" or {expected[1]} (x{s}, super-resolved)" if s > 1 else "")
+        raise PluginError(f"{role} {who!r} returned shape {got} for {n} inputs of shape {(c, h, w)}, expected "
+                          f"{want}", "this is a bug in the plugin; report it to its authors, or choose another "
+                          f"fuser for `{slot}`")
+    with torch.no_grad():
+        out = out.to(device=x.device, dtype=torch.float32)
+        if not torch.isfinite(out).all():
+            raise PluginError(f"{role} {who!r} returned non-finite values",
+                              f"report it to the plugin's authors, or choose another fuser for `{slot}`")
+        super_resolved = s > 1 and got == expected[-1]
+        fused = (out if super_resolved else up.up(out, s)).clamp(0, 1)
+    return fused, {"name": who, "super_resolved": super_resolved,
+                   "upsampled_by": None if super_resolved or s == 1 else upsampler}
+
+
+def warm_start_fuser(spec: PipelineSpec, catalog: Catalog) -> Fuser | None:
+    """The ``generator.warm_start`` fuser, built and checked to be available (None: no warm start, or a method that
+    does not optimise a generator). An unavailable one is a :class:`RunError` before any work."""
+    ref = spec.generator.warm_start
+    if ref is None or spec.method != "dfp":
+        return None
+    fuser: Fuser = build(catalog, "fuser", ref)
+    reason = type(fuser).unavailable()
+    if reason:
+        raise RunError(f"the warm-start fuser {ref.name!r} (generator.warm_start) cannot run here: {reason}",
+                       "install what it needs, or choose another fuser (`fusionkit plugins list --kind fuser`), or "
+                       "remove generator.warm_start (--set generator.warm_start=null) to start from the two-step "
+                       "composite")
+    return fuser
+
+
+def warm_start_guess(spec: PipelineSpec, catalog: Catalog, fuser: Fuser, x: Tensor, timings: Timings,
+                     progress: ProgressCallback) -> tuple[Tensor, dict]:
+    """DFP's first guess from the warm-start fuser: its ×s result for the whole stack ``x`` ``[N, C, h, w]``, in the
+    engine's work space (the luma of its RGB result with ``colour: ycbcr``, else every channel), ``[1, Cw, sh, sw]``;
+    and the manifest's facts (name, super-resolved or upsampled, seconds).
+
+    The fuser runs once on the whole image, never per tile (tiles take their crop of it): a fuser is cheap beside
+    DFP and gains nothing from tiles, its decision stays one over the whole image (no seams in the first guess),
+    and it is loaded once instead of in every tile worker."""
+    ref = spec.generator.warm_start
+    up: Resampler = build(catalog, "resampler", spec.upsampler)
+    seed_everything(spec.seed, spec.deterministic)
+    progress(ProgressEvent("warm_start", 0, 1))
+    t0 = time.perf_counter()
+    with timings.stage("warm_start"):
+        guess, info = fuser_at_scale(fuser, ref.name, x, spec.scale, up, spec.upsampler.name,
+                                     "the warm-start fuser", "generator.warm_start")
+        if spec.colour == "ycbcr" and x.shape[1] == 3:
+            with torch.no_grad():
+                guess = rgb_to_ycbcr(guess)[:, :1].clamp(0, 1)
+    info["seconds"] = round(time.perf_counter() - t0, 4)
+    progress(ProgressEvent("warm_start", 1, 1))
+    return guess, info
+
+
+def generator_input(spec: PipelineSpec, work: Tensor, up: Resampler, composite: Tensor | None = None,
+                    first_guess: Tensor | None = None) -> Tensor:
+    """The fixed input z: the mean of the upsampled inputs (released code), the first guess (``first_guess``, the
+    warm-start fuser's ×s result, when given, else the upsampled two-step composite ``Σ m_i x_i``; ``input:
+    composite_upsampled`` is the same), or scaled uniform noise (DIP)."""
     g = spec.generator
     n, c, h, w = work.shape
-    if g.input == "composite_upsampled" and composite is not None:
+    if g.input in ("first_guess", "composite_upsampled") and first_guess is not None:
+        return first_guess
+    if g.input in ("first_guess", "composite_upsampled") and composite is not None:
         with torch.no_grad():
             return up.up(composite, spec.scale).clamp(0, 1)
     if g.input == "noise":
@@ -430,7 +526,7 @@ def _tiled_forward(forward: Callable[[Tensor], Tensor], z: Tensor, size: tuple[i
 
 def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, composite: Tensor,
               down: Resampler, up: Resampler, progress: ProgressCallback, observe: Observer | None,
-              finish: Callable[[Tensor], Tensor]
+              finish: Callable[[Tensor], Tensor], first_guess: Tensor | None = None
               ) -> tuple[Tensor, list[dict], StopDecision, StopDecision | None]:
     """Algorithm 1: x = G(z) at ×s, x↓ = down(x), L = Σ w_k loss_k, Adam; returns the last good iterate (or the
     average of the iterates, ``output_average``), the loss history and why the loop stopped.
@@ -439,10 +535,14 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
     window of the inputs and maps) instead of all of it, so an iteration costs the same whatever the image size;
     the result is then the last good weights' output over the whole image, window by window
     (:func:`_tiled_forward`).
+
+    ``first_guess`` (the warm-start fuser's ×s result in the work space) replaces the upsampled composite as z
+    (``input: first_guess``) and as the starting output (``residual``). The pixel refinement starts from the
+    generator's result, as without a warm start.
     """
     s, c = spec.scale, work.shape[1]
     device = work.device
-    z = generator_input(spec, work, up, composite)
+    z = generator_input(spec, work, up, composite, first_guess)
     gen: Generator = build(catalog, "generator", spec.generator, z.shape[1], c).to(device)
     terms: list[tuple[str, float, Loss]] = [(t.name, t.weight, build(catalog, "loss", t)) for t in spec.losses
                                             if t.weight > 0]
@@ -458,10 +558,12 @@ def _optimise(spec: PipelineSpec, catalog: Catalog, work: Tensor, maps: Tensor, 
     precision = resolve_precision(spec.precision, device)
     base = None
     if spec.generator.residual:
-        # Start exactly at the upsampled composite: x = up(Σ m_i x_i) + G(z) - G_0(z), where G_0(z) is the
-        # untrained network's output (a constant). G then only learns the correction, whatever its architecture.
+        # Start exactly at the first guess: x = up(Σ m_i x_i) + G(z) - G_0(z) (or the warm-start fuser's result
+        # instead of the upsampled composite), where G_0(z) is the untrained network's output (a constant). G then
+        # only learns the correction, whatever its architecture.
         with torch.no_grad(), autocast(precision, device):
-            base = up.up(composite, s) - gen(z).float()
+            start = first_guess if first_guess is not None else up.up(composite, s)
+            base = start - gen(z).float()
     ctx = LossContext(output=z, output_low=z, inputs=work, maps=maps, scale=s)
     history: list[dict] = []
     names = ["total"] + [t[0] for t in terms] + (["downsampler_prior"] if learnt else [])

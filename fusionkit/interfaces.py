@@ -196,13 +196,21 @@ class Metric(Component):
 
 
 class Fuser(Component):
-    """A complete fuser, usually an external program, used as a baseline beside DFP.
+    """A complete fuser: an external program, a trained network, or a joint fusion + super-resolution network.
 
     ``__call__(images[N,C,H,W]) -> fused[1,C,H,W]``: the fused image at the inputs' resolution, values in [0, 1];
-    C is 1 or 3 (RGB, the inputs as given: an external program does its own colour handling). The pipeline
-    upsamples the result with the spec's ``upsampler``. ``unavailable()`` returns why the fuser cannot run here
-    (e.g. its program is not installed) or ``None``: pipelines are validated without running it, and a run that
-    needs an unavailable fuser fails before any work with that reason.
+    C is 1 or 3 (RGB, the inputs as given: a fuser does its own colour handling). The images come on the CPU.
+
+    ``fuse(images[N,C,H,W], scale) -> [1,C,H,W] or [1,C,scale*H,scale*W]``: what the engine calls (``method:
+    fuser``, and ``generator.warm_start`` for DFP's first guess). The default returns ``self(images)``, at the
+    inputs' resolution, and the engine upsamples it with the spec's ``upsampler``, so a fuser that only implements
+    ``__call__`` works unchanged. A super-resolving fuser overrides ``fuse`` and returns ``[1, C, scale*H,
+    scale*W]``, used as it is; any other shape is a :class:`~fusionkit.errors.PluginError` naming the fuser. The
+    run's manifest says which of the two happened.
+
+    ``unavailable()`` returns why the fuser cannot run here (e.g. its program is not installed) or ``None``:
+    pipelines are validated without running it, and a run that needs an unavailable fuser fails before any work
+    with that reason. A fuser that cannot handle some inputs (e.g. N > 2) raises :class:`UnsupportedInput`.
     """
 
     kind = "fuser"
@@ -216,6 +224,11 @@ class Fuser(Component):
 
     @abstractmethod
     def __call__(self, images: Tensor) -> Tensor: ...
+
+    def fuse(self, images: Tensor, scale: int) -> Tensor:
+        """The fused image for an output ``scale`` times the inputs' size: ``[1,C,H,W]`` (the default:
+        ``self(images)``; the engine upsamples it) or ``[1,C,scale*H,scale*W]`` (a super-resolving fuser)."""
+        return self(images)
 
 
 class FocalStack:

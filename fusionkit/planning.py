@@ -9,7 +9,10 @@ The estimate is the sum of the parts that exist at the same time (bytes):
   a generator's share is *probed*: it is run once on two tiny inputs and the bytes autograd keeps for the backward
   pass are counted, so any generator plugin is costed by what it really stores, times :data:`BACKWARD_FACTOR`
   for the gradients and temporaries of the backward pass;
-- the output: the fused image, its copies for writing, and, when tiled, the blending canvas.
+- the output: the fused image, its copies for writing, and, when tiled, the blending canvas;
+- a warm start (``generator.warm_start``): the fuser's ×s result and the first guess made of it, held for the
+  whole run (tiled or not: the fuser runs once on the whole image). What the fuser itself uses while it runs is
+  not known here (a plugin does not declare it) and is not counted; it is over before the optimisation starts.
 
 Every constant here was measured (docs/performance.md says how) and errs on the side of more memory.
 """
@@ -180,20 +183,30 @@ class Planner:
             parts["fusion"] = int(BACKWARD_FACTOR * bpp * h * w * s * s + 8 * 4 * work_c * h * w * s * s)
         return parts
 
+    def warm_start_bytes(self, shape: StackShape) -> int:
+        """The warm start's images: the fuser's ×s result (C channels) and the work-space first guess."""
+        spec, s = self.spec, self.spec.scale
+        if spec.method != "dfp" or spec.generator.warm_start is None:
+            return 0
+        work_c = 1 if (spec.colour == "ycbcr" and shape.c == 3) else shape.c
+        return (shape.c + work_c) * shape.h * shape.w * s * s * 4
+
     def whole(self, shape: StackShape) -> tuple[int, dict[str, int]]:
         n, h, w, c, s = shape.n, shape.h, shape.w, shape.c, self.spec.scale
         stack = 2 * n * h * w * c * 4 + PER_SLICE_COPIES * n * h * w * 4
         stages = self.stage_bytes(shape, h, w)
         output = 3 * h * w * s * s * c * 4      # the fused image, the copy clipped for writing, its encoding
-        parts = {"stack": stack, **stages, "output": output}
-        return stack + max(stages.values()) + output, parts
+        warm = self.warm_start_bytes(shape)
+        parts = {"stack": stack, **stages, "output": output, **({"warm_start": warm} if warm else {})}
+        return stack + max(stages.values()) + output + warm, parts
 
     def tiled_fixed(self, shape: StackShape) -> dict[str, int]:
         """What a tiled run holds whatever the tile size: the images (decoded and the engine's copy), the luma and
         the global maps with their blend accumulators, and the output canvas with its weights and write copy."""
         n, h, w, c, s = shape.n, shape.h, shape.w, shape.c, self.spec.scale
+        warm = self.warm_start_bytes(shape)
         return {"stack": 2 * n * h * w * c * 4 + (3 * n + 1) * h * w * 4,
-                "output": s * s * h * w * (2 * c + 1) * 4}
+                "output": s * s * h * w * (2 * c + 1) * 4, **({"warm_start": warm} if warm else {})}
 
     def plan(self, shape: StackShape, available: int | None) -> MemoryPlan:
         """``tiling.mode`` auto: tiles for outputs larger than ``tiling.tile``; memory: tiles only when the whole image
@@ -238,7 +251,8 @@ class Planner:
     def _refuse(self, shape: StackShape, need: int, parts: dict[str, int], available: int,
                 tiled_hint: bool, fixed: int | None = None) -> None:
         n, h, w, s = shape.n, shape.h, shape.w, self.spec.scale
-        biggest = max((k for k in parts if k not in ("stack", "output")), key=parts.get, default="stack")
+        biggest = max((k for k in parts if k not in ("stack", "output", "warm_start")), key=parts.get,
+                      default="stack")
         detail = ", ".join(f"{k.replace('_', ' ')} {_gib(v)}" for k, v in parts.items())
         what = (f"fusing a stack of {n} slices of {w}x{h} at x{s} ({w * s}x{h * s} output) needs about {_gib(need)} "
                 f"({detail}; the largest stage is the {biggest.replace('_', ' ')}), but only "

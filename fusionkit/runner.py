@@ -215,6 +215,8 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
         used.add(("light_field", spec.light_field.name))
     if spec.method == "dfp":
         used |= {("generator", spec.generator.name)} | {("loss", t.name) for t in spec.losses}
+        if spec.generator.warm_start is not None:
+            used.add(("fuser", spec.generator.warm_start.name))
     if spec.decision_embedding.applies_to(stack.images.shape[0]) and spec.method != "fuser":
         used |= {("generator", spec.decision_embedding.generator.name), ("loss", spec.decision_embedding.loss.name)}
     components = {f"{k}:{n}": {"dist": catalog.get(k, n).dist, "version": catalog.get(k, n).version}
@@ -247,6 +249,10 @@ def _manifest(resolved: ResolvedSpec, stack: Stack, outcome: FusionOutcome, cata
         "final_loss": last,
         "outputs": {},
     }
+    if outcome.fuser is not None:   # method fuser: did it super-resolve, or was it upsampled (and by what)
+        manifest["fuser"] = outcome.fuser
+    if outcome.warm_start is not None:   # DFP's first guess: the fuser, how it became x s, its seconds
+        manifest["warm_start"] = outcome.warm_start
     if outcome.downsampler is not None:   # an estimated downsampler (e.g. learned_kernel): what it learnt
         manifest["downsampler"] = {"name": spec.downsampler.name, **(outcome.downsampler["report"] or {})}
     return manifest

@@ -29,6 +29,7 @@ SLOTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("downsampler",), "resampler"),
     (("upsampler",), "resampler"),
     (("fuser",), "fuser"),
+    (("generator", "warm_start"), "fuser"),
     (("light_field",), "light_field"),
     (("losses", "[]"), "loss"),
 )

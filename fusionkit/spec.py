@@ -33,13 +33,22 @@ class GeneratorSpec(ComponentRef):
     """The generator G(z) optimised per stack, and its fixed input z."""
 
     name: str = Field("skipnet", description="registered generator name, see `fusionkit plugins list --kind generator`")
-    input: Literal["mean_upsampled", "composite_upsampled", "noise"] = Field(
-        "mean_upsampled", description="fixed input z: mean of the upsampled inputs (released code), the upsampled "
-                                      "two-step composite sum_i m_i x_i, or uniform noise")
+    input: Literal["mean_upsampled", "first_guess", "composite_upsampled", "noise"] = Field(
+        "mean_upsampled", description="fixed input z: mean of the upsampled inputs (released code); first_guess: "
+                                      "the warm-start fuser's x s result when `warm_start` is set, else the upsampled "
+                                      "two-step composite sum_i m_i x_i (composite_upsampled is the same); or "
+                                      "uniform noise")
     noise_channels: int = Field(32, ge=1, le=256, description="channels of z when input is noise")
     noise_scale: float = Field(0.1, gt=0.0, description="z = noise_scale * U(0, 1) when input is noise")
     input_jitter: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to z every iteration (DIP's reg_noise_std)")
-    residual: bool = Field(False, description="output = upsampled composite + G(z) - G_0(z) (G_0: the untrained network): the optimisation starts at the two-step result and G learns only the correction")
+    residual: bool = Field(False, description="output = first guess + G(z) - G_0(z) (G_0: the untrained network; the first guess: the warm-start fuser's result, else the upsampled composite): the optimisation starts at the first guess and G learns only the correction")
+    warm_start: Optional[ComponentRef] = Field(
+        None, description="a fuser (kind fuser) whose x s result is DFP's first guess instead of the upsampled "
+                          "two-step composite, e.g. `{name: udpnet}`: z with `input: first_guess`, the starting "
+                          "output with `residual: true` (one of the two is required). It runs once on the whole "
+                          "image before any optimisation (tiles use their crop of it); a fuser that returns the "
+                          "inputs' resolution is upsampled by `upsampler`; with colour ycbcr its luma is used. "
+                          "null = no warm start")
 
 
 class OptimizerSpec(_Strict):

@@ -5,7 +5,8 @@ output for the same iterations, docs/performance.md), and a run's memory is boun
 independent, so on a CPU they run in parallel worker processes of one thread each: the small convolutions of a
 tile scale poorly over threads (two threads make one run only about 1.3x faster), while two tiles side by side
 make the tiled run about 2x faster. The focus measure runs once on the whole stack when that fits, so every tile
-fuses with the same global decision.
+fuses with the same global decision; a warm-start fuser (``generator.warm_start``) runs once on the whole stack
+too (:func:`fusionkit.engine.warm_start_guess` says why), and each tile starts from its crop of the first guess.
 """
 from __future__ import annotations
 
@@ -50,12 +51,13 @@ class TileResult:
 
 
 def fuse_tile(spec: PipelineSpec, catalog, x: Tensor, maps: Tensor | None, device: torch.device,
-              progress=None, timings=None) -> TileResult:
-    """One tile through the engine's region pipeline."""
+              progress=None, timings=None, first_guess: Tensor | None = None) -> TileResult:
+    """One tile through the engine's region pipeline (``first_guess``: the tile's crop of the warm start's)."""
     from .engine import _fuse_region
     from .provenance import Timings
 
-    r = _fuse_region(spec, catalog, x, maps, progress or (lambda e: None), device, timings or Timings())
+    r = _fuse_region(spec, catalog, x, maps, progress or (lambda e: None), device, timings or Timings(),
+                     first_guess=None if first_guess is None else first_guess.to(device))
     return TileResult(r.rgb.cpu().numpy(), r.maps.cpu().numpy(), r.initial.cpu().numpy(), r.history,
                       r.embedding_history, r.stops, r.stopped, r.interrupted, r.downsampler)
 
@@ -66,17 +68,19 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _worker_fuse(spec_data: dict, x: np.ndarray, maps: np.ndarray | None) -> TileResult:
+def _worker_fuse(spec_data: dict, x: np.ndarray, maps: np.ndarray | None,
+                 first_guess: np.ndarray | None = None) -> TileResult:
     from .registry import default_catalog
 
     spec = PipelineSpec.model_validate(spec_data)
     return fuse_tile(spec, default_catalog(), torch.from_numpy(x), None if maps is None else torch.from_numpy(maps),
-                     torch.device("cpu"))
+                     torch.device("cpu"), first_guess=None if first_guess is None else torch.from_numpy(first_guess))
 
 
 def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progress, device: torch.device, timings,
-               workers: int = 1):
+               workers: int = 1, first_guess: Tensor | None = None):
     """Fuse ``x`` ``[N, C, h, w]`` tile by tile (``workers`` > 1: that many processes at once, CPU only) and blend.
+    ``first_guess`` (``[1, Cw, sh, sw]``, the warm-start fuser's result for the whole image): each tile gets its crop.
 
     Returns ``(rgb, maps, initial, history, embedding_history, stops, stopped, interrupted, downsampler)``, the last
     what an estimated downsampler learnt on each tile (:func:`tile_downsamplers`). An interrupted
@@ -102,18 +106,23 @@ def fuse_tiles(spec: PipelineSpec, catalog, x: Tensor, plan: MemoryPlan, progres
         y0, y1, x0, x1 = grid[k]
         return x[:, :, y0:y1, x0:x1]
 
+    def tile_guess(k):
+        y0, y1, x0, x1 = grid[k]
+        return None if first_guess is None else first_guess[:, :, y0 * s:y1 * s, x0 * s:x1 * s]
+
     blend = Blender(grid, n, c, h, w, s, plan.overlap)
     interrupted = None
     progress(ProgressEvent("tile", 0, len(grid)))
     with timings.stage("fusion"):
         if workers > 1 and device.type == "cpu" and len(grid) > 1:
-            interrupted = _run_parallel(spec, grid, tile_x, tile_maps, blend, workers, progress)
+            interrupted = _run_parallel(spec, grid, tile_x, tile_maps, blend, workers, progress, tile_guess)
         else:
             for k in range(len(grid)):
                 try:
                     # the tile's own stages stay out of the run's timings: the enclosing "fusion" stage is the wall
                     # time of all tiles, and counting both would add them up twice
-                    r = fuse_tile(spec, catalog, tile_x(k), tile_maps(k), device, progress)
+                    r = fuse_tile(spec, catalog, tile_x(k), tile_maps(k), device, progress,
+                                  first_guess=tile_guess(k))
                 except KeyboardInterrupt:
                     interrupted = f"interrupted in tile {k + 1} of {len(grid)} before its first good iterate"
                     break
@@ -157,7 +166,8 @@ def _ranges(ks: list[int]) -> str:
     return ", ".join(out)
 
 
-def _run_parallel(spec, grid, tile_x, tile_maps, blend: "Blender", workers, progress) -> str | None:
+def _run_parallel(spec, grid, tile_x, tile_maps, blend: "Blender", workers, progress,
+                  tile_guess=lambda k: None) -> str | None:
     """Tiles in ``workers`` spawned processes; on Ctrl-C the workers are stopped and the finished tiles kept.
 
     At most two tiles per worker are queued at a time, so the queued inputs stay small however many tiles the
@@ -172,8 +182,10 @@ def _run_parallel(spec, grid, tile_x, tile_maps, blend: "Blender", workers, prog
     pool = ctx.Pool(min(workers, len(grid)), initializer=_worker_init)
 
     def submit(k):
+        guess = tile_guess(k)
         return k, pool.apply_async(_worker_fuse, (data, tile_x(k).cpu().numpy(),
-                                                  None if tile_maps(k) is None else tile_maps(k).cpu().numpy()))
+                                                  None if tile_maps(k) is None else tile_maps(k).cpu().numpy(),
+                                                  None if guess is None else guess.cpu().numpy()))
 
     try:
         todo = iter(range(len(grid)))

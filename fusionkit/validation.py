@@ -52,6 +52,7 @@ COMPONENT_SLOTS: dict[tuple[str, ...], str] = {
     ("downsampler",): "resampler",
     ("upsampler",): "resampler",
     ("fuser",): "fuser",
+    ("generator", "warm_start"): "fuser",
     ("light_field",): "light_field",
 }
 
@@ -218,6 +219,9 @@ def _pipeline_slots(view: dict) -> list[tuple[tuple, str]]:
     out: list[tuple[tuple, str]] = [(("focus_measure",), "focus_measure")]
     if method != "composite":
         out.append((("generator",), "generator"))
+        generator = view.get("generator")
+        if isinstance(generator, dict) and isinstance(generator.get("warm_start"), dict):
+            out.append((("generator", "warm_start"), "fuser"))
     emb = view.get("decision_embedding")
     if isinstance(emb, dict) and emb.get("enabled") is not False:
         out += [(("decision_embedding", "generator"), "generator"), (("decision_embedding", "loss"), "loss")]
@@ -236,6 +240,15 @@ def _cross_checks(view: dict, ctx: _Context, require_inputs: bool, source_is_dic
         ctx.add(("crop",), "random-crop iterations (`crop`) cannot be combined with `generator.residual: true` "
                 "(the residual's base image exists only whole)",
                 "set `crop: null`, or `generator.residual: false`")
+    warm = generator.get("warm_start") if isinstance(generator, dict) else None
+    if (isinstance(warm, dict) and view.get("method", "dfp") == "dfp" and generator.get("residual") is not True
+            and generator.get("input") not in ("first_guess", "composite_upsampled")):
+        ctx.add(("generator", "warm_start"), f"the warm-start fuser {warm.get('name')!r} would have no effect: "
+                f"DFP uses its first guess as z (`generator.input: first_guess`) or as the starting output "
+                f"(`generator.residual: true`), and this spec has `input: {generator.get('input')}` without "
+                "`residual`",
+                "set `generator.input: first_guess` (--set generator.input=first_guess), or `generator.residual: "
+                "true`, or both; or remove `generator.warm_start`")
     if view.get("crop") is not None and view.get("output_average"):
         ctx.add(("output_average",), "averaging the output (`output_average`) needs whole-image iterations, but "
                 "`crop` makes each iteration see only a window of it",
