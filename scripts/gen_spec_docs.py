@@ -27,7 +27,7 @@ END = "<!-- END GENERATED FIELDS -->"
 MODELS: list[tuple[type[BaseModel], str]] = [
     (PipelineSpec, "top level"),
     (ComponentRef, "`focus_measure`, `downsampler`, `upsampler`, `decision_embedding.generator`, "
-                   "`decision_embedding.loss`"),
+                   "`decision_embedding.loss`, `fuser`, `generator.warm_start`"),
     (GeneratorSpec, "`generator`"),
     (LossTerm, "each item of `losses`"),
     (LightFieldSpec, "`light_field`"),
