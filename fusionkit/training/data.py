@@ -386,7 +386,7 @@ class ValidationItem:
     def batch(self, data: TrainingData, generator, phase: str | None = None, device=None) -> TrainingBatch:
         """The item as a one-stack training batch (for the validation losses)."""
         def on(x):
-            return None if x is None or device is None else x.to(device)
+            return x if x is None or device is None else x.to(device)
 
         return TrainingBatch(on(self.sources), on(self.truth), generator, scale=data.scale,
                              hr_sources=on(self.hr_sources), hr_truth=on(self.hr_truth), masks=on(self.masks),
