@@ -610,14 +610,14 @@ def train(spec: str, overrides: tuple[str, ...], dry_run: bool, resume: str | No
 
 def _train_plan(resolved, catalog, resume: str | None) -> None:
     """``fusionkit train --dry-run``: the resolved spec, the data split, the budget and the model's size."""
-    from .training.data import load_data, resolve_steps
+    from .training.data import load_data, resolve_budget, resolve_steps
     from .training.distributed import from_environment
+    from .training.loop import phases_of
 
     world = from_environment()
-    data = load_data(resolved.spec, world.rank, world.size)
+    data = load_data(resolved.spec, world.rank, world.size, catalog)
     steps = resolve_steps(resolved.spec, data)
-    spec = resolved.spec.model_copy(update={"steps": steps, "epochs": None}) if resolved.spec.steps is None \
-        else resolved.spec
+    spec = resolve_budget(resolved.spec, data)
     out.print(type(resolved)(spec, resolved.source, resolved.base_dir, resolved.overrides).to_yaml(), markup=False,
               highlight=False)
     table = Table(title="data")
@@ -627,6 +627,15 @@ def _train_plan(resolved, catalog, resume: str | None) -> None:
         table.add_row(Text(s["path"]), s["kind"], str(s["train_items"]), str(s["validation_items"]),
                       str(len(s["excluded_ids"])))
     out.print(table)
+    if spec.phases is not None:
+        phases = Table(title="phases")
+        for col in ("phase", "steps", "global steps", "trains", "losses", "lr"):
+            phases.add_column(col)
+        for row, p in zip(phases_of(spec), spec.phases):
+            phases.add_row(row["name"], str(row["steps"]), f"{row['first_step']}-{row['last_step']}",
+                           ", ".join(row["train"]) if row["train"] else "every parameter", ", ".join(row["losses"]),
+                           f"{p.optimizer.lr:g}")
+        out.print(phases)
     info = catalog.get("model", spec.model.name)
     model = info.cls(params=info.cls.Params(**spec.model.params), training=info.cls.TrainingParams(**spec.model.training))
     n = sum(p.numel() for p in model.parameters())
@@ -639,8 +648,7 @@ def _train_plan(resolved, catalog, resume: str | None) -> None:
         from .training.loop import resume_problems
 
         ckpt = _ckpt.load_latest(Path(resume))
-        problems = resume_problems(ckpt.get("spec", {}), resolved.to_dict() if resolved.spec.steps is not None else
-                                   spec.model_dump(mode="json"))
+        problems = resume_problems(ckpt.get("spec", {}), spec.model_dump(mode="json"))
         out.print(Text(f"would resume {resume} at step {ckpt['step']}" if not problems else
                        f"--resume {resume} would be refused: " + "; ".join(problems)))
     out.print("[green]training spec is valid[/green] (dry run: nothing was trained)")
