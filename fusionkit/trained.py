@@ -3,6 +3,9 @@ an existing kind, so pipelines, ``fusionkit eval`` and ``fusionkit ablate`` use 
 
 - :class:`TrainedFuser` (kind ``fuser``): a complete method, ``method: fuser``; the model's maps compose the luma
   (its Eq. 1) and the chroma, as the rest of fusionkit fuses colour; the spec's upsampler then gives ×s;
+- :class:`TrainedSuperResolvingFuser` (kind ``fuser``): a model that fuses *and* super-resolves (its ``fuse``
+  returns the fused luma at ×s and the maps at the inputs' resolution); ``fuse(images, scale)`` gives the ×s result
+  itself, the chroma composed by the maps at low resolution and upsampled bicubically;
 - :class:`TrainedFocusMeasure` (kind ``focus_measure``): the model's maps as decision maps, e.g. for DFP instead
   of DoubleReblur's.
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
@@ -107,6 +111,61 @@ class TrainedFuser(_Role, Fuser):
                 y, _maps = self.run_model(net, ycc[:, :1].unsqueeze(0))
                 cbcr = (_maps[0] * ycc[:, 1:]).sum(0, keepdim=True)
                 return ycbcr_to_rgb(torch.cat([y, cbcr], dim=1))
+            y, _maps = self.run_model(net, x.unsqueeze(0))
+            return y.clamp(0, 1)
+
+
+class TrainedSuperResolvingFuser(TrainedFuser):
+    """A trained model that fuses and super-resolves in one pass (its ``Params`` have ``scale``; its
+    ``fuse(stack[1,K,1,h,w])`` returns ``(fused[1,1,sh,sw], maps[1,K,1,h,w])``).
+
+    ``fuse(images[N,C,H,W], scale) -> [1,C,sH,sW]`` in [0, 1]: the luma through the network; the chroma (Cb, Cr)
+    composed by the low-resolution maps and upsampled bicubically (the usual practice of luma-only SR networks).
+    ``scale`` must be the weights' scale (:class:`UnsupportedInput` naming the fix otherwise), except 1:
+    ``fuse(images, 1)`` and ``__call__(images)`` are the ×1 fallback, the network's ×s result downsampled to the
+    inputs' size (antialiased bicubic), so a ×1 pipeline still gets the learned fusion.
+    """
+
+    def _scale_mismatch(self, scale: int) -> UnsupportedInput:
+        have = self.params.scale
+        return UnsupportedInput(f"{self.name}: the weights {self.params.weights} super-resolve x{have}, the run asks "
+                                f"for x{scale}", f"give {self.name} weights trained at x{scale} and set its "
+                                f"params.scale: {scale} (fusionkit train with data.scale: {scale}), or run at "
+                                f"scale {have}")
+
+    def _check_images(self, images: Tensor) -> None:
+        if images.dim() != 4 or images.shape[0] < 2 or images.shape[1] not in (1, 3):
+            raise UnsupportedInput(f"{self.name} needs a stack [N,C,H,W] with N >= 2 and C = 1 or 3; got "
+                                   f"{tuple(images.shape)}", "give two or more gray or RGB images")
+
+    def fuse(self, images: Tensor, scale: int) -> Tensor:
+        scale = int(scale)
+        if scale == 1 and self.params.scale != 1:
+            return self(images)
+        if scale != self.params.scale:
+            raise self._scale_mismatch(scale)
+        return self._super_resolve(images)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        out = self._super_resolve(images)
+        if out.shape[-2:] == images.shape[-2:]:
+            return out
+        return F.interpolate(out, size=tuple(images.shape[-2:]), mode="bicubic", align_corners=False,
+                             antialias=True).clamp(0, 1)
+
+    def _super_resolve(self, images: Tensor) -> Tensor:
+        self._check_images(images)
+        x = images.float()
+        net = self._network(x.device)
+        s = self.params.scale
+        with torch.no_grad():
+            if x.shape[1] == 3:
+                ycc = rgb_to_ycbcr(x)
+                y, maps = self.run_model(net, ycc[:, :1].unsqueeze(0))
+                cbcr = (maps[0] * ycc[:, 1:]).sum(0, keepdim=True)
+                if s != 1:
+                    cbcr = F.interpolate(cbcr, scale_factor=float(s), mode="bicubic", align_corners=False)
+                return ycbcr_to_rgb(torch.cat([y, cbcr], dim=1)).clamp(0, 1)
             y, _maps = self.run_model(net, x.unsqueeze(0))
             return y.clamp(0, 1)
 
