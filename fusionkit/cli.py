@@ -604,7 +604,8 @@ def train(spec: str, overrides: tuple[str, ...], dry_run: bool, resume: str | No
     out.print(f"weights:  [bold]{result.weights}[/bold]")
     out.print(f"folder:   {result.run_dir}  (manifest.json, spec.resolved.yaml, curves/, validation/, checkpoints/)")
     if m["final"]["validation"]:
-        scores = {k: v for k, v in m["final"]["validation"].items() if k not in ("step", "seconds_validation")}
+        scores = {k: v for k, v in m["final"]["validation"].items()
+                  if k not in ("step", "phase", "seconds_validation")}
         out.print("validation: " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
 
 

@@ -81,7 +81,7 @@ def _mark_phases(ax, phases: Sequence[tuple[str, int, int]]) -> None:
     for i, (name, first, _last) in enumerate(phases):
         if i:
             ax.axvline(first - 0.5, color="0.4", ls="--", lw=0.8)
-        ax.text(first, 1.0, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7, va="bottom", ha="left",
+        ax.text(first, 0.98, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", ha="left",
                 color="0.3")
 
 
