@@ -61,6 +61,8 @@ def test_registered_names():
     assert catalog.get("model", "fapsr").cls is FAPSR
     assert catalog.get("fuser", "fapsr").cls is FAPSRFuser
     assert catalog.get("focus_measure", "fapsr").cls is FAPSRMasks
+    assert [c.name for c in LOSSES] == ["fapsr_mask", "fapsr_gradient", "fapsr_ssim", "fapsr_reconstruction",
+                                        "fapsr_fusion"]
     for cls in LOSSES:
         assert catalog.get("training_loss", cls.name).cls is cls
         assert set(cls.needs) <= set(FAPSR.provides)
