@@ -65,14 +65,15 @@ def table(model: type[BaseModel]) -> str:
 
 
 def training_models() -> list[tuple[type[BaseModel], str]]:
-    from fusionkit.training.spec import (AugmentSpec, CheckpointSpec, DataSource, DataSpec, ModelSpec,
+    from fusionkit.training.spec import (AugmentSpec, CheckpointSpec, DataSource, DataSpec, ModelSpec, PhaseSpec,
                                          ScheduleSpec, TrainOptimizerSpec, TrainOutputSpec, TrainSpec,
                                          ValidationSpec)
 
     return [(TrainSpec, "top level"), (ModelSpec, "`model`"), (LossTerm, "each item of `losses`"),
             (DataSpec, "`data`"), (DataSource, "each item of `data.sources`"), (AugmentSpec, "`data.augment`"),
-            (TrainOptimizerSpec, "`optimizer`"), (ScheduleSpec, "`schedule`"), (ValidationSpec, "`validation`"),
-            (CheckpointSpec, "`checkpoint`"), (TrainOutputSpec, "`output`")]
+            (TrainOptimizerSpec, "`optimizer`, `phases[].optimizer`"),
+            (ScheduleSpec, "`schedule`, `phases[].schedule`"), (PhaseSpec, "each item of `phases`"),
+            (ValidationSpec, "`validation`"), (CheckpointSpec, "`checkpoint`"), (TrainOutputSpec, "`output`")]
 
 
 def generated(models: list[tuple[type[BaseModel], str]] | None = None) -> str:

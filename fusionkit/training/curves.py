@@ -82,7 +82,7 @@ def _mark_phases(ax, phases: Sequence[tuple[str, int, int]]) -> None:
         if i:
             ax.axvline(first - 0.5, color="0.4", ls="--", lw=0.8)
         ax.text(first, 0.98, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", ha="left",
-                color="0.3")
+                color="0.3", clip_on=True)
 
 
 def _plot_train(rows: list[dict], phases: Sequence[tuple[str, int, int]] = ()) -> bytes:
