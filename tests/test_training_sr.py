@@ -440,3 +440,14 @@ def test_two_processes_with_phases_under_torchrun(tmp_path, aif):
 def _rows(run_dir: Path) -> list[dict]:
     with open(run_dir / "curves" / "train.csv") as fh:
         return [{k: (v if k == "phase" else float(v)) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+
+
+def test_json_schema_describes_scale_patterns_and_phases():
+    from fusionkit.training import train_json_schema
+
+    schema = train_json_schema()
+    defs = schema["$defs"]
+    assert "phases" in schema["properties"] and {"name", "steps", "epochs", "losses", "train", "optimizer",
+                                                 "schedule"} <= set(defs["PhaseSpec"]["properties"])
+    assert {"scale", "downsampler"} <= set(defs["DataSpec"]["properties"])
+    assert "binary_regions" in json.dumps(defs["DataSource"]["properties"]["pattern"])
