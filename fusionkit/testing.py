@@ -373,30 +373,48 @@ def check_fuser(cls: type) -> str | None:
 
 def model_outputs(cls: type, k: int = 2):
     """``(model, outputs, batch)``: a freshly made model's training outputs on a batch of two ``k``-input 20x20
-    luma stacks, with a seeded generator."""
+    luma stacks, with a seeded generator.
+
+    The batch is supervised, as a ``synthetic`` source gives it: the all-in-focus truth, the exact decision maps and,
+    for a model whose ``params.scale`` is s > 1, the high-resolution ``[.., 20s, 20s]`` truth and inputs whose
+    s x s block means are the 20x20 ones (so a loss needing any of them can be checked)."""
     import torch
+    import torch.nn.functional as F
 
     from .interfaces import TrainingBatch
 
     torch.manual_seed(0)
     model = cls()
-    sources = torch.stack([luma_stack(k, size=20)[:, :, :20, :20] for _ in range(2)])   # [2, K, 1, 20, 20]
-    batch = TrainingBatch(sources, None, torch.Generator().manual_seed(0))
+    s = int(getattr(model.params, "scale", 1) or 1)
+    size = 20 * s
+    hr_sharp = _rand(2, 1, size, size)                                                     # [2, 1, 20s, 20s]
+    hr_blurred = F.avg_pool2d(F.pad(hr_sharp, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    band = (torch.arange(size) * k // size).view(1, 1, 1, size)
+    hr_masks = torch.stack([(band == i).float().expand(2, 1, size, size) for i in range(k)], dim=1)
+    hr_sources = hr_masks * hr_sharp.unsqueeze(1) + (1 - hr_masks) * hr_blurred.unsqueeze(1)   # [2, K, 1, 20s, 20s]
+
+    def low(x: torch.Tensor) -> torch.Tensor:
+        return x if s == 1 else F.avg_pool2d(x.flatten(0, -4), s).view(*x.shape[:-2], 20, 20)
+
+    batch = TrainingBatch(low(hr_sources), low(hr_sharp), torch.Generator().manual_seed(0), scale=s,
+                          hr_sources=hr_sources, hr_truth=hr_sharp, masks=low(hr_masks))
     return model, model.training_outputs(batch), batch
 
 
 def check_model(cls: type) -> None:
     """An ``nn.Module`` with its ``TrainingParams``; ``training_outputs`` returns every name in ``provides``;
-    ``fuse`` takes K = 2 and 3 inputs and gives a ``[1,1,H,W]`` image and ``[1,K,1,H,W]`` maps >= 0 summing to 1."""
+    ``fuse`` takes K = 2 and 3 inputs and gives a ``[1,1,sH,sW]`` image (s: the model's ``params.scale``, 1 when it
+    has none) and ``[1,K,1,H,W]`` maps >= 0 summing to 1."""
     import torch
 
     model, outputs, _batch = model_outputs(cls)
+    s = int(getattr(model.params, "scale", 1) or 1)
     assert isinstance(model, torch.nn.Module) and isinstance(model.training_params, cls.TrainingParams)
     assert set(cls.provides) <= set(outputs), f"{cls.name} does not return all it provides"
     for k in (2, 3):
         with torch.no_grad():
             fused, maps = model.fuse(luma_stack(k, size=20).unsqueeze(0))
-        assert fused.shape == (1, 1, 20, 20) and maps.shape == (1, k, 1, 20, 20), \
+        assert fused.shape == (1, 1, 20 * s, 20 * s) and maps.shape == (1, k, 1, 20, 20), \
             f"{cls.name}.fuse gave {tuple(fused.shape)} and {tuple(maps.shape)} for K = {k}"
         assert torch.allclose(maps.sum(dim=1), torch.ones(1, 1, 20, 20), atol=1e-5) and (maps >= 0).all(), \
             f"{cls.name}.fuse: maps are not >= 0 summing to 1"
