@@ -273,5 +273,7 @@ class TrainProgress:
         elif e.kind == "validation":
             scores = ", ".join(f"{k} {v:.4g}" for k, v in e.scores.items() if not k.startswith("seconds"))
             self._say(f"step {e.step}: validation {scores}")
+        elif e.kind == "phase":
+            self._say(e.message or f"step {e.step}: a new phase")
         elif e.kind == "stopping":
             self._say(f"step {e.step}: {e.message}")

@@ -209,3 +209,18 @@ def test_an_unknown_component_names_the_plugins_that_failed(tmp_path):
 def test_json_output_stays_json_when_piped():
     r = invoke("plugins", "list", "--json")
     assert json.loads(r.stdout)["components"]
+
+
+def test_training_progress_in_a_log_says_when_each_phase_begins():
+    from fusionkit.display import PlainProgress, TrainProgress
+    from fusionkit.training.loop import TrainEvent
+
+    lines: list[str] = []
+    shown = TrainProgress()
+    shown.rich, shown.plain = False, PlainProgress(interval=0.0, write=lines.append)
+    shown(TrainEvent("start", 0, 20, message="runs/x"))
+    shown(TrainEvent("phase", 0, 20, message="phase fapn: steps 1-10, training fapn"))
+    shown(TrainEvent("step", 1, 20, loss=0.5, lr=1e-3, crops_per_s=3.0))
+    shown(TrainEvent("phase", 10, 20, message="phase srn: steps 11-20, training srn"))
+    assert "phase fapn: steps 1-10, training fapn" in lines
+    assert lines.index("phase srn: steps 11-20, training srn") > lines.index("phase fapn: steps 1-10, training fapn")
