@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from fusionkit import weights as _weights
 from fusionkit.trained import TrainedFocusMeasure, TrainedSuperResolvingFuser, WeightsParams
 
 from .hole_filling import hole_fill
 from .model import FAPSR
 
 PACKAGE = "fusionkit_plugins.fapsr"
-#: the weights fusionkit will ship (package data, trained by `fusionkit train examples/train/fapsr-x2.yaml`)
+#: the weights fusionkit ships (package data, trained by `fusionkit train examples/train/fapsr-x2.yaml`)
 BUILTIN_WEIGHTS = f"{PACKAGE}:fapsr-x2"
 
 _WEIGHTS_HELP = ("trained FAP-SR weights: a weights.pt path (relative to the current folder) or PACKAGE:NAME "
@@ -27,22 +26,6 @@ class _RoleParams(FAPSR.Params, WeightsParams):
     model_cls: ClassVar[type] = FAPSR
     weights: str = Field(BUILTIN_WEIGHTS, description=_WEIGHTS_HELP, validate_default=True)
     hole_fraction: float = Field(0.01, ge=0.0, lt=1.0, description=_HOLE_HELP)
-
-    @field_validator("weights")
-    @classmethod
-    def _exists(cls, v: str) -> str:
-        ref = _weights.normalise_ref(v)
-        if _weights.is_package_ref(ref) and ref.startswith(f"{PACKAGE}:"):
-            try:
-                _weights.resolve(ref)
-            except _weights.WeightsError:
-                name = ref.split(":", 1)[1]
-                raise ValueError(
-                    f"the weights {ref!r} are not shipped yet: fusionkit has no trained FAP-SR weights named "
-                    f"{name!r} (fix: train them with `fusionkit train examples/train/{name}.yaml` and give "
-                    f"weights: runs/train-{name}/weights.pt, with params.scale set to the scale they were trained "
-                    "at)") from None
-        return WeightsParams._exists.__func__(cls, v)
 
 
 class _Maps:

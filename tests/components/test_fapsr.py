@@ -347,18 +347,14 @@ def test_weights_round_trip_and_architecture_mismatch(tiny_weights):
         FAPSRMasks.Params(**{**TINY, "dense_blocks": 10}, weights=tiny_weights)
 
 
-def test_missing_builtin_weights_are_refused_with_the_fix():
+def test_shipped_weights_fit_their_scale_and_an_unknown_name_is_refused():
     assert BUILTIN_WEIGHTS == "fusionkit_plugins.fapsr:fapsr-x2"
-    if weights.is_package_ref(BUILTIN_WEIGHTS):
-        try:
-            weights.resolve(BUILTIN_WEIGHTS)
-            pytest.skip("the built-in weights are shipped")
-        except weights.WeightsError:
-            pass
-    with pytest.raises(ValidationError) as exc:
-        FAPSRFuser.Params()
-    text = str(exc.value)
-    assert "not shipped yet" in text and "fusionkit train examples/train/fapsr-x2.yaml" in text
+    assert FAPSRFuser.Params().scale == 2
+    assert FAPSRFuser.Params(weights="fusionkit_plugins.fapsr:fapsr-x4", scale=4).scale == 4
+    with pytest.raises(ValidationError, match="scale"):
+        FAPSRFuser.Params(weights="fusionkit_plugins.fapsr:fapsr-x4")          # x4 weights, default scale 2
+    with pytest.raises(ValidationError, match="ships no weights named 'fapsr-x3'"):
+        FAPSRFuser.Params(weights="fusionkit_plugins.fapsr:fapsr-x3", scale=3)
 
 
 def test_fuser_role_super_resolves_rgb_and_refuses_another_scale(tiny_weights):
