@@ -355,7 +355,8 @@ def check_light_field(cls: type) -> None:
 
 
 def check_fuser(cls: type) -> str | None:
-    """``unavailable()`` is a reason or None; when available, a fused ``[1,C,H,W]`` float32 image in [0, 1]."""
+    """``unavailable()`` is a reason or None; when available, a fused ``[1,C,H,W]`` float32 image in [0, 1], and
+    ``fuse(images, 2)`` either that (the pipeline upsamples it) or ``[1,C,2H,2W]`` (a super-resolving fuser)."""
     import torch
 
     reason = cls.unavailable()
@@ -368,6 +369,12 @@ def check_fuser(cls: type) -> str | None:
         f"{cls.name} returned {getattr(out, 'shape', type(out).__name__)}, expected (1, 3, 24, 24)"
     assert out.dtype == torch.float32 and out.min() >= 0 and out.max() <= 1, \
         f"{cls.name}: output {out.dtype} in [{float(out.min())}, {float(out.max())}], expected float32 in [0, 1]"
+    out2 = cls().fuse(images, 2)
+    assert isinstance(out2, torch.Tensor) and tuple(out2.shape) in ((1, 3, 24, 24), (1, 3, 48, 48)), \
+        f"{cls.name}.fuse(images, 2) returned {getattr(out2, 'shape', type(out2).__name__)}, expected (1, 3, 24, 24) " \
+        "or, super-resolved, (1, 3, 48, 48)"
+    assert out2.dtype == torch.float32 and out2.min() >= 0 and out2.max() <= 1, \
+        f"{cls.name}.fuse(images, 2): {out2.dtype} in [{float(out2.min())}, {float(out2.max())}], expected [0, 1]"
     return None
 
 
