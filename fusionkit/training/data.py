@@ -328,15 +328,7 @@ def synthetic_stack(image: np.ndarray, c: int, k: int, strength: float, blur: st
     its truth and its one-hot masks (input i is sharp on layer i); the stack is made on a margin around the crop
     so the blur near its edges sees real image content."""
     margin = int(math.ceil(3.0 * strength * (k - 1))) + 1
-    h, w = image.shape
-    side = c + 2 * margin
-    padded = image
-    if side > min(h, w):
-        extra = side - min(h, w)
-        padded = np.pad(image, extra, mode="reflect")
-        h, w = padded.shape
-    y, x = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-    region = padded[y:y + side, x:x + side, None]
+    region = _margin_crop(image, c, margin, rng)[:, :, None]
     st = make_stack(region, n=k, scale=1, blur_sigma=strength, seed=int(rng.integers(2**31)), blur=blur)
     inner = slice(margin, margin + c)
     stack = np.stack([im[inner, inner, 0] for im in st.inputs])
