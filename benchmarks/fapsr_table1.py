@@ -58,7 +58,7 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, data_dir  # noqa: E402
 from paper_dfp_table1 import METHODS as DFP_TABLE_METHODS  # noqa: E402
-from paper_dfp_table1 import build_dataset, check_settings, fmt  # noqa: E402
+from paper_dfp_table1 import build_dataset, check_settings, table_lines  # noqa: E402
 
 from fusionkit.evaluation import evaluate  # noqa: E402
 from fusionkit.io import write_json, write_text  # noqa: E402
@@ -111,22 +111,10 @@ def spec_for(method: str, scale: int) -> Path | None:
 
 def print_table(scale: int, results: dict[str, dict], note: str) -> str:
     head = ["method", *(f"{LABELS[m]} ↑" for m in METRICS), "n", "s/item"]
-    rows = []
-    for method, res in results.items():
-        s = res["summary"]
-        n = min(s["metrics"][m]["n"] for m in METRICS)
-        per = s["seconds"] / s["ok"] if s["ok"] else 0.0
-        rows.append([method, *(fmt(s["metrics"][m]["mean"], s["metrics"][m]["std"]) for m in METRICS),
-                     f"{n}" + (f" ({len(s['failed'])} failed)" if s["failed"] else ""), f"{per:.1f}"])
     paper = PAPER_FAPSR.get(scale)
-    if paper:
-        rows.append(["FAP-SR (paper)", *(f"{paper[m]:.4f}" for m in METRICS), "—", ""])
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
-    line = lambda r: "| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
-                                       for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    paper_row = ["FAP-SR (paper)", *(f"{paper[m]:.4f}" for m in METRICS), "—", ""] if paper else None
     text = [f"Lytro, FAP-SR Table I protocol, x{scale}: mean ± std (population) over pairs; metrics per RGB "
-            "channel, averaged; higher is better", note, line(head),
-            "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+            "channel, averaged; higher is better", note, *table_lines(results, METRICS, head, paper_row)]
     out = "\n".join(text)
     print("\n" + out)
     return out

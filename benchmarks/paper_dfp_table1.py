@@ -128,28 +128,34 @@ def fmt(mean, std) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
 
-def print_table(scale: int, results: dict[str, dict], note: str) -> None:
-    head = ["method", *(f"{m.upper()} ↓" for m in METRICS), "n", "s/item"]
+def table_lines(results: dict[str, dict], metrics: list[str], head: list[str],
+                paper_row: list[str] | None) -> list[str]:
+    """A Markdown table of ``evaluate`` summaries, one row per method (mean ± std per metric, items scored, seconds
+    per item), ``paper_row`` last: header, rule and rows, the columns padded to align."""
     rows = []
     for method, res in results.items():
         s = res["summary"]
-        n = min(s["metrics"][m]["n"] for m in METRICS)
+        n = min(s["metrics"][m]["n"] for m in metrics)
         per = s["seconds"] / s["ok"] if s["ok"] else 0.0
-        rows.append([method, *(fmt(s["metrics"][m]["mean"], s["metrics"][m]["std"]) for m in METRICS),
+        rows.append([method, *(fmt(s["metrics"][m]["mean"], s["metrics"][m]["std"]) for m in metrics),
                      f"{n}" + (f" ({len(s['failed'])} failed)" if s["failed"] else ""), f"{per:.1f}"])
-    paper = PAPER_DFP.get(scale)
-    if paper:
-        rows.append(["DFP (paper)", *(f"{paper[m]:.4f}" for m in METRICS), "30", ""])
+    if paper_row:
+        rows.append(paper_row)
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
                                        for i, (c, w) in enumerate(zip(r, widths))) + " |"
+    return [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]
+
+
+def print_table(scale: int, results: dict[str, dict], note: str) -> None:
+    head = ["method", *(f"{m.upper()} ↓" for m in METRICS), "n", "s/item"]
+    paper = PAPER_DFP.get(scale)
+    paper_row = ["DFP (paper)", *(f"{paper[m]:.4f}" for m in METRICS), "30", ""] if paper else None
     print(f"\nMFI-WHU (MiT-MFIF 30-pair test subset), mfisrf protocol, x{scale}: mean ± std (population) over items; "
           "lower is better")
     print(note)
-    print(line(head))
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print(line(r))
+    for line in table_lines(results, METRICS, head, paper_row):
+        print(line)
     print("RMG/REI/RMGA follow the paper's scale; fusionkit's RIE (2-D entropy, lg) and RECO do not reproduce the "
           "paper's range for any method (docs/metrics.md): compare those two between rows here, not with the paper.")
 
