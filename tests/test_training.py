@@ -358,3 +358,46 @@ def test_training_spec_reference_is_up_to_date():
     doc = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
     assert mod.update(doc, mod.training_models()) == doc, \
         "docs/training.md is stale: run `.venv/bin/python scripts/gen_spec_docs.py`"
+
+
+def test_keep_best_ships_the_best_validated_step_and_survives_a_resume(tmp_path, folders):
+    """``validation.keep: best``: weights.pt holds the weights of the validation with the lowest loss (here), the
+    last step's go to weights-last.pt, the manifest says which; a run interrupted and resumed chooses the same."""
+    import csv
+
+    val = {"every": 2, "fraction": 0.25, "size": 24, "metrics": ["q_g"], "keep": "best", "best_by": "loss"}
+    data = spec_dict(folders, steps=8, optimizer={"lr": 3e-2}, validation=val, checkpoint={"every": 2, "keep": 10},
+                     output={"dir": str(tmp_path / "whole")})
+    whole = train(data, handle_signals=False)
+    with open(whole.run_dir / "curves" / "validation.csv") as fh:
+        rows = [(int(float(r["step"])), float(r["loss"])) for r in csv.DictReader(fh)]
+    best = min(rows, key=lambda r: r[1])[0]
+    chosen = torch.load(whole.weights, weights_only=True)
+    at_best = torch.load(whole.run_dir / "checkpoints" / f"step-{best:08d}.pt", weights_only=True)["model"]
+    assert all(torch.equal(chosen["state_dict"][k], at_best[k]) for k in at_best)
+    assert chosen["training"]["selected"]["step"] == best == whole.manifest["weights_selected"]["step"]
+    assert "best by loss" in whole.manifest["weights_selected"]["why"]
+    last = whole.run_dir / "weights-last.pt"
+    assert last.is_file() == (best != 8)
+    if best != 8:
+        at_last = torch.load(whole.run_dir / "checkpoints" / "step-00000008.pt", weights_only=True)["model"]
+        kept = torch.load(last, weights_only=True)["state_dict"]
+        assert all(torch.equal(kept[k], at_last[k]) for k in at_last)
+
+    def interrupt_after_step_5(event):
+        if event.kind == "step" and event.step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cut = train({**data, "output": {"dir": str(tmp_path / "cut")}}, progress=interrupt_after_step_5)
+    again = train(data, resume=cut.run_dir, handle_signals=False)
+    resumed = torch.load(again.weights, weights_only=True)["state_dict"]
+    assert all(torch.equal(resumed[k], chosen["state_dict"][k]) for k in resumed)
+    assert again.manifest["weights_selected"] == whole.manifest["weights_selected"]
+
+
+def test_best_by_must_be_a_validation_score(tmp_path, folders):
+    val = {"metrics": ["q_g"], "keep": "best", "best_by": "q_y"}
+    with pytest.raises(SpecError, match=r"'q_y' is not a validation score"):
+        load_train_spec(write_spec(tmp_path, spec_dict(folders, validation=val)))
+    ok = load_train_spec(write_spec(tmp_path, spec_dict(folders, validation={"keep": "best", "best_by": "q_y"})))
+    assert ok.spec.validation.best_by == "q_y"      # the default metrics (q_g, q_y) include it

@@ -13,7 +13,9 @@ step the parameters outside its ``train`` groups get ``requires_grad=False`` and
 require gradients when it wraps, and ``find_unused_parameters`` lets a phase's forward skip trained parts). A
 checkpoint records the phase, so a resumed run re-enters it and restores its optimiser. The result is a folder::
 
-    weights.pt            the trained weights (architecture + params + training summary; fusionkit.weights)
+    weights.pt            the trained weights (architecture + params + training summary; fusionkit.weights): the
+                          last step's, or with ``validation.keep: best`` the best validated step's
+    weights-last.pt       with ``validation.keep: best`` (when another step was best): the last step's
     spec.resolved.yaml    the resolved training spec
     manifest.json         data, budget, seed, versions, device(s), wall time, throughput, final scores
     curves/               train.csv/.png, validation.csv/.png
@@ -214,6 +216,7 @@ class _Trainer:
                             for row in phases_of(spec)]
         self.wall_before = 0.0
         self.resumed: list[dict] = []
+        self.best: dict | None = None     # validation.keep: best: {"step", "by", "score", "state"} so far
         self.started = utc_now()
         self.phase: Phase | None = None
         self.ddp = self.model
@@ -339,6 +342,7 @@ class _Trainer:
         self.step = int(ckpt["step"])
         self.train_rows = list(ckpt.get("train_rows", []))
         self.val_rows = list(ckpt.get("validation_rows", []))
+        self.best = ckpt.get("best")
         self.wall_before = float(ckpt.get("wall_seconds", 0.0))
         for row, old in zip(self.phase_stats, ckpt.get("phase_rows", [])):
             row.update({k: old[k] for k in ("steps_done", "wall_seconds", "final_loss") if k in old})
@@ -489,8 +493,26 @@ class _Trainer:
                **{k: float(np.mean(v)) for k, v in sums.items()},
                "seconds_validation": round(time.perf_counter() - t, 3)}
         self.val_rows.append(row)
+        self._consider_best(row, phase)
         self.report(TrainEvent("validation", step, self.steps, scores={k: v for k, v in row.items()
                                                                        if k not in ("step", "phase")}))
+
+    def _consider_best(self, row: dict, phase: Phase) -> None:
+        """``validation.keep: best``: keep a copy of the weights when this validation's ``best_by`` score is the
+        best so far (with phases, only in the last phase: earlier phases leave parts of the model untrained)."""
+        val = self.spec.validation
+        if val.keep != "best" or (self.phased and phase.index != len(self.phases) - 1):
+            return
+        by = val.best_by if val.best_by != "auto" else (
+            "psnr" if "psnr" in row else val.metrics[0] if val.metrics else "loss")
+        score = row.get(by)
+        if score is None or not math.isfinite(score):
+            return
+        higher = by in ("psnr", "ssim") or (by in self.metrics and self.metrics[by].higher_is_better)
+        if self.best is not None and not (score > self.best["score"] if higher else score < self.best["score"]):
+            return
+        self.best = {"step": row["step"], "by": by, "score": float(score), "higher_is_better": higher,
+                     "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}}
 
     def _reference_scores(self) -> dict:
         """The validation metrics of a classical rule on the same stacks (the ``max_gradient`` focus measure's hard
@@ -546,7 +568,7 @@ class _Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.optimizer.state_dict(), "phase": self.phase.name, "phase_index": self.phase.index,
             "phase_rows": self.phase_stats, "train_rows": self.train_rows,
-            "validation_rows": self.val_rows, "wall_seconds": wall, "spec": self.resolved.to_dict(),
+            "validation_rows": self.val_rows, "best": self.best, "wall_seconds": wall, "spec": self.resolved.to_dict(),
             "fingerprint": self.resolved.fingerprint(), "started": self.started, "resumed": self.resumed,
         }, self.spec.checkpoint.keep)
         outputs = _curves.write(self.run_dir, self.train_rows, self.val_rows, self._boundaries())
@@ -560,6 +582,12 @@ class _Trainer:
         outputs = _curves.write(self.run_dir, self.train_rows, self.val_rows, self._boundaries())
         if status == "finished":
             arch = self.model.params.model_dump(mode="json")
+            if self.spec.validation.keep == "best" and self.best is not None and self.best["step"] != self.step:
+                _weights.save(self.run_dir / "weights-last.pt", model=self.spec.model.name, architecture=arch,
+                              state_dict=self.model.state_dict(), training=self._weights_summary(wall, last=True),
+                              dist=self.model_info.dist, version=self.model_info.version)
+                outputs["weights_last"] = "weights-last.pt"
+                self.model.load_state_dict(self.best["state"])   # the sheet and weights.pt show the chosen step
             digest = _weights.save(self.run_dir / "weights.pt", model=self.spec.model.name, architecture=arch,
                                    state_dict=self.model.state_dict(), training=self._weights_summary(wall),
                                    dist=self.model_info.dist, version=self.model_info.version)
@@ -575,8 +603,9 @@ class _Trainer:
         """(name, first step, last step) of every phase, for the curves (none without phases)."""
         return [(p.name, p.start + 1, p.end) for p in self.phases] if self.phased else []
 
-    def _weights_summary(self, wall: float) -> dict:
+    def _weights_summary(self, wall: float, last: bool = False) -> dict:
         return {"spec_name": self.spec.name, "fingerprint": self.resolved.fingerprint(), "steps": self.step,
+                "selected": self._selected(last),
                 "batch": self.spec.batch, "crop": self.spec.data.crop, "crops": self.step * self.spec.batch,
                 **({"scale": self.data.scale} if self.data.scale > 1 else {}),
                 **({"phases": [{"name": p.name, "steps": p.steps, "train": p.train} for p in self.phases]}
@@ -585,6 +614,15 @@ class _Trainer:
                          for s in self.data.summary()],
                 "seed": self.spec.seed, "device": str(self.device), "world_size": self.world.size,
                 "wall_seconds": round(wall, 1), "fusionkit": __version__, "finished": utc_now()}
+
+    def _selected(self, last: bool = False) -> dict:
+        """Which step's weights weights.pt holds, and why (``validation.keep``)."""
+        if last or self.spec.validation.keep == "last" or self.best is None:
+            why = ("validation.keep: last" if self.spec.validation.keep == "last" or last else
+                   "validation.keep: best, but no validation had the score: the last step")
+            return {"step": self.step, "why": why}
+        return {"step": self.best["step"], "why": f"validation.keep: best by {self.best['by']} "
+                f"({'higher' if self.best['higher_is_better'] else 'lower'} is better)", "score": self.best["score"]}
 
     def _manifest(self, status: str, wall: float, outputs: dict) -> dict:
         spec = self.spec
@@ -620,6 +658,7 @@ class _Trainer:
             "final": {"train": self.train_rows[-1] if self.train_rows else None,
                       "validation": self.val_rows[-1] if self.val_rows else None},
             "validation_reference": getattr(self, "reference", None),
+            "weights_selected": self._selected(),
             "degradation": self._degradation(),
             "resumed": self.resumed,
             "outputs": {"spec": "spec.resolved.yaml", "checkpoints": "checkpoints/", **outputs},

@@ -114,6 +114,13 @@ class ValidationSpec(_Strict):
     size: int = Field(256, ge=0, le=4096, description="centre crop of each validation stack (0: whole images)")
     metrics: list[str] = Field(default_factory=lambda: ["q_g", "q_y"], description="fusion metrics of the "
                                "fused validation stacks (kind metric)")
+    keep: Literal["last", "best"] = Field("last", description="the weights written as weights.pt: the last "
+                                          "step's, or those of the validation with the best `best_by` score (with "
+                                          "phases, among the last phase's validations); the last step's are then "
+                                          "kept as weights-last.pt")
+    best_by: str = Field("auto", description="the validation score `keep: best` ranks by: loss (lower is better), "
+                         "psnr, ssim or one of `metrics` (in its own direction); auto: psnr where the data has a "
+                         "ground truth, else the first of `metrics`, else loss")
 
 
 class TrainOptimizerSpec(_Strict):
@@ -340,6 +347,12 @@ def _cross_checks(view: dict, ctx: SpecContext, catalog, base_dir: Path) -> None
                 guess = catalog.suggest("metric", m)
                 ctx.add(("validation", "metrics", i), f"unknown metric {m!r}",
                         (f"did you mean {guess!r}? " if guess else "") + "See `fusionkit plugins list --kind metric`")
+        by = view["validation"].get("best_by", "auto")
+        metrics = view["validation"].get("metrics", ValidationSpec.model_fields["metrics"].default_factory())
+        metrics = [m for m in metrics if isinstance(m, str)] if isinstance(metrics, list) else []
+        if isinstance(by, str) and by not in ("auto", "loss", "psnr", "ssim", *metrics):
+            ctx.add(("validation", "best_by"), f"{by!r} is not a validation score",
+                    "use auto, loss, psnr, ssim or one of validation.metrics " + str(list(metrics)))
     data = view.get("data") if isinstance(view.get("data"), dict) else {}
     for i, src in enumerate(data.get("sources") or []):
         if not isinstance(src, dict) or not isinstance(src.get("path"), str):
