@@ -6,7 +6,7 @@ into a focal stack (``examples/plenoptic/hci-antinous-x2.yaml``: 8 slices over [
 every method makes a 512x512 all-in-focus image from that one stack, scored by PSNR/SSIM (BT.601 luma, the
 ``psnr``/``ssim`` metrics) against the full-resolution centre view ``input_Cam040.png``:
 
-- ``dfp``: the example spec (DFP defaults; ``--iterations`` / ``--embedding-iterations`` set the budgets);
+- ``dfp``: the example spec (its preset's budget; ``--iterations`` / ``--embedding-iterations`` override it);
 - ``best-slice-bicubic``: bicubic x2 of the single refocused slice with the best PSNR against the centre view.
   This is an *oracle* choice (it looks at the ground truth), an upper bound for "pick one slice";
 - ``two-step-bicubic``: ``examples/baselines/two-step-bicubic.yaml`` (DoubleReblur maps, hard composite at low
@@ -43,8 +43,10 @@ TWO_STEP = ROOT / "examples" / "baselines" / "two-step-bicubic.yaml"
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "bench-out" / "plenoptic_hci")
-    ap.add_argument("--iterations", type=int, default=1000, help="DFP fusion iterations (spec: 1000)")
-    ap.add_argument("--embedding-iterations", type=int, default=500, help="decision-embedding iterations (500)")
+    ap.add_argument("--iterations", type=int, default=None, help="DFP fusion iterations (default: the spec's "
+                    "preset)")
+    ap.add_argument("--embedding-iterations", type=int, default=None, help="decision-embedding iterations "
+                    "(default: the spec's preset)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -57,9 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    dfp = load_spec(SPEC, [f"iterations={args.iterations}",
-                           f"decision_embedding.iterations={args.embedding_iterations}",
-                           f"device={args.device}", f"output.dir={out / 'dfp'}",
+    budget = ([f"iterations={args.iterations}"] if args.iterations is not None else []) + (
+        [f"decision_embedding.iterations={args.embedding_iterations}"] if args.embedding_iterations is not None
+        else [])
+    dfp = load_spec(SPEC, [*budget, f"device={args.device}", f"output.dir={out / 'dfp'}",
                            f"light_field.path={folder}", *args.overrides], catalog=catalog)
     lf = dfp.spec.light_field
     two_step = load_spec(TWO_STEP, [f"device={args.device}", f"output.dir={out / 'two-step-bicubic'}"],
@@ -104,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             "metrics": "psnr / ssim on BT.601 luma (fusionkit metrics, defaults)",
             "refocus_seconds": round(t_refocus, 3), "light_field": focal.info,
             "per_slice_bicubic": [{"disparity": d, **s} for d, s in zip(focal.disparities, per_slice)],
-            "iterations": args.iterations, "embedding_iterations": args.embedding_iterations,
+            "iterations": dfp.spec.iterations, "embedding_iterations": dfp.spec.decision_embedding.iterations,
+            "preset": dfp.spec.preset, "refine_iterations": dfp.spec.refine.iterations,
             "overrides": args.overrides, "environment": environment(torch.device(
                 "cuda" if args.device == "cuda" else "cpu"))}
     write_results(out / "results.json", rows, meta)
