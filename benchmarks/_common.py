@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FUSIONKIT_SHARED", ROOT.parent / "shared"))
 
 
+def set_threads(n: int, interop: bool = False) -> None:
+    """``--threads N``: N torch threads (and N inter-op threads with ``interop``); 0 leaves torch's default."""
+    if n:
+        torch.set_num_threads(n)
+        if interop:
+            torch.set_num_interop_threads(n)
+
+
 def data_dir(name: str) -> Path:
     d = SHARED / "data" / name
     if not d.is_dir():

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEGRADATION_HELP, ROOT, data_dir, degradation, write_results  # noqa: E402
+from _common import DEGRADATION_HELP, ROOT, data_dir, degradation, set_threads, write_results  # noqa: E402
 from quality_nyud import evaluate_pair, pair_ids  # noqa: E402
 
 from fusionkit.registry import default_catalog  # noqa: E402
@@ -103,10 +103,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "degradation.json"))
     args = ap.parse_args()
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     catalog = default_catalog()
     folder = data_dir("nyud-mff")
     ids = pair_ids(folder, args.pairs, args.only)

@@ -56,7 +56,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, data_dir  # noqa: E402
+from _common import ROOT, data_dir, set_threads  # noqa: E402
 from paper_dfp_table1 import METHODS as DFP_TABLE_METHODS  # noqa: E402
 from paper_dfp_table1 import build_dataset, check_settings, table_lines  # noqa: E402
 
@@ -135,11 +135,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "fapsr-table1"))
     args = ap.parse_args()
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        torch.set_num_interop_threads(args.threads)
+    set_threads(args.threads, interop=True)
     catalog = channel_mean_catalog(default_catalog(), METRICS)
     src = data_dir("lytro")
     pairs = [f"{i:02d}" for i in range(1, N_LYTRO + 1)]

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, centre_crop, data_dir  # noqa: E402
+from _common import ROOT, centre_crop, data_dir, set_threads  # noqa: E402
 
 from fusionkit.evaluation import evaluate  # noqa: E402
 from fusionkit.io import read_image, write_image, write_json  # noqa: E402
@@ -179,11 +179,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "paper_table1"))
     args = ap.parse_args()
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-        torch.set_num_interop_threads(args.threads)
+    set_threads(args.threads, interop=True)
     catalog = default_catalog()
     src = data_dir("mfi-whu")
     subset = read_subset(src)

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (DEGRADATION_HELP, ROOT, centre_crop, data_dir, degradation, downsample, score,  # noqa: E402
-                     write_results)
+                     set_threads, write_results)
 
 from fusionkit.errors import FusionkitError  # noqa: E402
 from fusionkit.io import read_image  # noqa: E402
@@ -110,10 +110,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "quality_nyud.json"))
     args = ap.parse_args()
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     catalog = default_catalog()
     folder = data_dir("nyud-mff")
     ids = pair_ids(folder, args.pairs, args.only)

@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEGRADATION_HELP, ROOT, data_dir, degradation  # noqa: E402
+from _common import DEGRADATION_HELP, ROOT, data_dir, degradation, set_threads  # noqa: E402
 from quality_nyud import evaluate_pair, pair_ids  # noqa: E402
 
 from fusionkit.registry import default_catalog  # noqa: E402
@@ -120,10 +120,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench-out" / "warm_start.jsonl"))
     args = ap.parse_args()
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     ref = fuser_ref(args.fuser)
     budgets = sorted({int(k) for k in args.iterations.split(",") if k.strip()})
     catalog = default_catalog()
